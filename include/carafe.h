@@ -1,0 +1,362 @@
+/*
+ * carafe.h — the whole public API of Carafe, an async-first, Flask-shaped web
+ * framework for C.
+ *
+ * Every handler, hook and error handler runs as a coroutine on its worker's
+ * event loop. A Carafe call that waits (cf_sleep, cf_await, cf_to_thread, ...)
+ * suspends only the calling coroutine; the worker serves other requests in
+ * the meantime. Handlers read like blocking code and never free what Carafe
+ * hands them: request memory lives in a per-request arena released in one
+ * step after the teardown hooks.
+ *
+ * Conventions: functions that can fail return 0 or a negative CF_E* code
+ * (cf_strerror explains it), or NULL. "Suspends" in a comment means the call
+ * may switch to other coroutines before it returns.
+ */
+#ifndef CARAFE_H
+#define CARAFE_H
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CF_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                             */
+/* ------------------------------------------------------------------ */
+
+enum {
+    CF_OK = 0,
+    CF_EINVAL = -22,      /* bad argument */
+    CF_ENOMEM = -12,      /* out of memory */
+    CF_ECANCELED = -125,  /* the waiting task was cancelled (client gone) */
+    CF_ETIMEDOUT = -110,  /* a timeout given to an await expired */
+    CF_EPERM = -1,        /* not allowed here (e.g. await on a pool thread) */
+    CF_EFAIL = -1000,     /* a task or handler reported failure */
+    CF_ENOTFOUND = -1001, /* no such item (route name, header, ...) */
+    CF_EJSON = -1002,     /* body is not valid JSON or has the wrong type */
+};
+
+/* A static English description of a CF_E* code. */
+const char *cf_strerror(int code);
+
+/* ------------------------------------------------------------------ */
+/* Applications and routes                                            */
+/* ------------------------------------------------------------------ */
+
+typedef struct cf_app cf_app;     /* routes, hooks, options; one per program */
+typedef struct cf_req cf_req;     /* one request and its response */
+typedef struct cf_route cf_route; /* one URL rule bound to a handler */
+typedef struct cf_group cf_group; /* a blueprint: URL prefix + own hooks */
+
+/* Handlers, hooks and error handlers all share this shape. A handler answers
+ * by calling one of the response functions (cf_text, cf_json, ...), or
+ * cf_abort to hand over to the error handler for a status code. Returning
+ * without answering counts as a failure: the client gets a 500. */
+typedef void (*cf_handler)(cf_req *rq);
+
+/* Middleware wraps handlers: it runs in place of the handler and calls
+ * cf_next(rq) to run the rest of the chain (further middleware, then the
+ * handler); code after cf_next sees the response. Not calling cf_next
+ * short-circuits the handler. */
+typedef void (*cf_middleware)(cf_req *rq);
+
+/* A new application with default options. Free it with cf_app_free after
+ * cf_run returns (or after tests). */
+cf_app *cf_app_new(void);
+void cf_app_free(cf_app *app);
+
+/* Most set-up functions take either the app or a group (a blueprint, below):
+ * CF_GROUP(x) turns an app into its root group and leaves a group as is. */
+cf_group *cf_app_group(cf_app *app);
+static inline cf_group *cf__group_id(cf_group *g) { return g; }
+#define CF_GROUP(x) _Generic((x), cf_app *: cf_app_group, \
+                             cf_group *: cf__group_id)(x)
+
+/* Register `handler` for `methods` ("GET", "GET,POST", or "*" for any) on
+ * `rule`, e.g. "/user/<int:id>". Converters: int, float, string (the
+ * default: one non-empty segment without '/'), path (the rest of the path,
+ * slashes included), uuid; a converter fills a whole segment. Static
+ * segments win over converters, path converters lose to all others. A rule
+ * ending in "/" also answers its form without the slash by a 308 redirect.
+ * The route's name for cf_url_for is the handler's identifier (change it
+ * with cf_route_set_name). HEAD is answered by the GET handler without the
+ * body, OPTIONS automatically with Allow. On an invalid rule the program
+ * stops with a message: routes are set up at start-up, where failing
+ * loudly is the useful behaviour. */
+#define cf_route(app_or_group, methods, rule, handler) \
+    cf_route_add(CF_GROUP(app_or_group), (methods), (rule), (handler), #handler)
+cf_route *cf_route_add(cf_group *group, const char *methods, const char *rule,
+                       cf_handler handler, const char *name);
+
+/* Per-route settings. */
+void cf_route_set_name(cf_route *route, const char *name);
+/* Largest accepted body for this route in bytes (413 above it). */
+void cf_route_set_max_body(cf_route *route, size_t bytes);
+/* Run the handler itself on the thread pool (Flask's plain `def` view), for
+ * handlers that call blocking libraries. Hooks and middleware still run on
+ * the loop. In such a handler cf_sleep blocks its thread, and cf_spawn,
+ * cf_to_thread and the awaits fail with CF_EPERM. */
+void cf_route_set_threaded(cf_route *route, bool threaded);
+/* Wrap this route's handler in `mw` (the first added is the outermost). */
+void cf_route_use(cf_route *route, cf_middleware mw);
+
+/* Method views: one struct of per-method handlers for one rule (Flask's
+ * MethodView). NULL members are methods not allowed (405 with Allow). */
+typedef struct cf_view {
+    cf_handler get, post, put, patch, delete_;
+} cf_view;
+#define cf_route_view(app_or_group, rule, view, name) \
+    cf_view_add(CF_GROUP(app_or_group), (rule), (view), (name))
+cf_route *cf_view_add(cf_group *group, const char *rule, const cf_view *view,
+                      const char *name);
+
+/* Groups (Flask blueprints): routes under a URL prefix with their own
+ * hooks, middleware and error handlers, which run inside the parent's.
+ * Groups nest. */
+#define cf_group_new(app_or_group, prefix) \
+    cf_group_add(CF_GROUP(app_or_group), (prefix))
+cf_group *cf_group_add(cf_group *parent, const char *prefix);
+
+/* Hooks, on the app or a group; all of them may await.
+ * before_request: runs before the handler; if it answers (or aborts), the
+ *     handler is skipped. Outer (app) hooks run first.
+ * after_request: runs after the handler or error handler and may change
+ *     the response (cf_set_status, cf_set_header, ...). Inner (group) hooks
+ *     run first, and later-registered ones before earlier ones, as in Flask.
+ * teardown: always runs last, also after a failure or cancellation (its
+ *     awaits work again then); cf_req_error(rq) tells what went wrong. It
+ *     runs after the response has been handed to the connection. */
+#define cf_before_request(x, hook) cf_hook_add(CF_GROUP(x), CF_HOOK_BEFORE, (hook))
+#define cf_after_request(x, hook) cf_hook_add(CF_GROUP(x), CF_HOOK_AFTER, (hook))
+#define cf_teardown_request(x, hook) cf_hook_add(CF_GROUP(x), CF_HOOK_TEARDOWN, (hook))
+typedef enum { CF_HOOK_BEFORE, CF_HOOK_AFTER, CF_HOOK_TEARDOWN } cf_hook_kind;
+void cf_hook_add(cf_group *group, cf_hook_kind kind, cf_handler hook);
+/* Handler for responses with `status` (404, 500, ...): produced by cf_abort,
+ * by routing (404/405), or by a failed handler (500). A group's handlers
+ * take precedence for its routes. cf_req_status() gives the code and
+ * cf_errmsg() the message. */
+#define cf_errorhandler(x, status, handler) \
+    cf_errorhandler_add(CF_GROUP(x), (status), (handler))
+void cf_errorhandler_add(cf_group *group, int status, cf_handler handler);
+/* Middleware around every handler of the app or group. */
+#define cf_use(x, mw) cf_use_add(CF_GROUP(x), (mw))
+void cf_use_add(cf_group *group, cf_middleware mw);
+/* Inside middleware: run the rest of the chain. */
+void cf_next(cf_req *rq);
+
+/* App options. Sizes in bytes, times in milliseconds. */
+typedef enum cf_option {
+    CF_OPT_STACK_SIZE,         /* coroutine stack, default 64 KiB */
+    CF_OPT_MAX_BODY,           /* request body, default 1 MiB (413) */
+    CF_OPT_MAX_HEADER,         /* whole header block, default 8 KiB (431) */
+    CF_OPT_MAX_TARGET,         /* request target, default 4 KiB (414) */
+    CF_OPT_HEADER_TIMEOUT,     /* header block must arrive in 10 s (408) */
+    CF_OPT_BODY_TIMEOUT,       /* gap between body bytes, default 30 s (408) */
+    CF_OPT_KEEPALIVE_TIMEOUT,  /* idle keep-alive connection, default 5 s */
+    CF_OPT_MAX_CONNECTIONS,    /* per worker, default 16384 (503 above) */
+    CF_OPT_DEBUG,              /* 1: error details in 500 bodies */
+    CF_OPT_ACCESS_LOG,         /* 1 (default): one line per request */
+} cf_option;
+int cf_app_set(cf_app *app, cf_option option, int64_t value);
+int64_t cf_app_get(const cf_app *app, cf_option option);
+
+/* Run the app: parses --host, --port, --workers, --debug, --no-access-log
+ * (and HOST, PORT, WEB_CONCURRENCY from the environment; defaults
+ * 127.0.0.1, 8000, 1) and serves until SIGINT/SIGTERM, after which in-flight
+ * requests finish. Returns the process exit status. */
+int cf_run(cf_app *app, int argc, char **argv);
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                           */
+/* ------------------------------------------------------------------ */
+
+/* All strings returned here belong to the request and stay valid until the
+ * request ends; NULL means absent. */
+const char *cf_method(cf_req *rq);        /* "GET" */
+const char *cf_path(cf_req *rq);          /* percent-decoded path */
+const char *cf_query_string(cf_req *rq);  /* raw, without '?'; "" if none */
+const char *cf_arg(cf_req *rq, const char *name);    /* first query value */
+const char *cf_header(cf_req *rq, const char *name); /* case-insensitive */
+const char *cf_cookie(cf_req *rq, const char *name);
+const char *cf_form(cf_req *rq, const char *name);   /* urlencoded body */
+/* The body as received (chunked bodies de-chunked); NUL-terminated. */
+const char *cf_body(cf_req *rq, size_t *len);
+/* The body parsed as JSON, or NULL with cf_errmsg(rq) saying why (wrong
+ * Content-Type, invalid JSON and where). Borrowed: owned by the request. */
+json_t *cf_get_json(cf_req *rq);
+/* Header iteration: returns false past the last one. */
+bool cf_header_at(cf_req *rq, size_t i, const char **name, const char **value);
+
+/* Route parameters, as matched: cf_param gives the text, the typed getters
+ * convert (int: 0 and float: 0.0 when absent). */
+const char *cf_param(cf_req *rq, const char *name);
+int64_t cf_param_int(cf_req *rq, const char *name);
+double cf_param_float(cf_req *rq, const char *name);
+
+/* Name of the matched route, or NULL (404). */
+const char *cf_endpoint(cf_req *rq);
+
+/* Build the URL of route `name` with parameters given as NULL-terminated
+ * name/value string pairs; pairs that are not rule parameters become the
+ * query string. NULL if the route is unknown or a parameter is missing or
+ * does not fit its converter. Allocated in the request. */
+char *cf_url_for(cf_req *rq, const char *name, ...);
+
+/* Request-scoped storage (Flask's g): values live until the request ends. */
+void cf_g_set(cf_req *rq, const char *key, void *value);
+void *cf_g_get(cf_req *rq, const char *key);
+
+/* Request arena: memory freed in one step after teardown. Never NULL: on
+ * exhaustion the worker aborts, like most C servers. */
+void *cf_alloc(cf_req *rq, size_t size);
+char *cf_strdup(cf_req *rq, const char *s);
+char *cf_sprintf(cf_req *rq, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Run fn(ptr) when the request's memory is released (after teardown). */
+void cf_defer(cf_req *rq, void (*fn)(void *), void *ptr);
+
+/* ------------------------------------------------------------------ */
+/* Responses                                                          */
+/* ------------------------------------------------------------------ */
+
+/* Each of these sets the whole response (a later call replaces it). Bodies
+ * are copied into the request. */
+void cf_send(cf_req *rq, int status, const char *content_type,
+             const void *body, size_t len);
+void cf_text(cf_req *rq, int status, const char *text);
+void cf_textf(cf_req *rq, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void cf_html(cf_req *rq, int status, const char *html);
+/* JSON built with a jansson pack format, e.g. cf_json(rq, 200, "{s:i}",
+ * "id", 7). A bad format becomes a 500 with the reason in cf_errmsg. */
+void cf_json(cf_req *rq, int status, const char *fmt, ...);
+/* JSON from a value; takes over the caller's reference. */
+void cf_json_value(cf_req *rq, int status, json_t *value);
+/* Redirect (status 301, 302, 303, 307 or 308) to `location`. */
+void cf_redirect(cf_req *rq, int status, const char *location);
+/* Stop with an error status: the error handler for `status` (or a default
+ * page) produces the response. The handler should return right after. */
+void cf_abort(cf_req *rq, int status);
+/* Fail with a message (500, message shown with --debug). */
+void cf_fail(cf_req *rq, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Response headers. set replaces any header of that name, add appends.
+ * Names and values with CR, LF or NUL are refused with CF_EINVAL. */
+int cf_set_header(cf_req *rq, const char *name, const char *value);
+int cf_add_header(cf_req *rq, const char *name, const char *value);
+const char *cf_response_header(cf_req *rq, const char *name);
+void cf_set_status(cf_req *rq, int status);
+
+typedef struct cf_cookie_opts {
+    int64_t max_age;     /* seconds; < 0: session cookie (default 0 = unset) */
+    const char *path;    /* default "/" */
+    const char *domain;
+    bool secure, http_only;
+    const char *same_site; /* "Lax", "Strict", "None" or NULL */
+} cf_cookie_opts;
+/* Add a Set-Cookie header; opts may be NULL. */
+int cf_set_cookie(cf_req *rq, const char *name, const char *value,
+                  const cf_cookie_opts *opts);
+
+/* Response state, for hooks and error handlers. */
+bool cf_responded(cf_req *rq);     /* a response (or abort) is set */
+int cf_req_status(cf_req *rq);     /* response or abort status, 0 if none */
+const char *cf_response_body(cf_req *rq, size_t *len);
+/* Why the request failed (0 if it did not): CF_EFAIL, CF_ECANCELED ... */
+int cf_req_error(cf_req *rq);
+/* The last error message of this request ("" if none). */
+const char *cf_errmsg(cf_req *rq);
+
+/* ------------------------------------------------------------------ */
+/* Async                                                              */
+/* ------------------------------------------------------------------ */
+
+/* Awaitables: a cf_task, and the handles later I/O calls return. The await
+ * functions take any of them as `void *`. A timeout of -1 means none. */
+typedef struct cf_task cf_task;
+/* A child task's body: returns 0 or a negative error code, which its await
+ * returns. Results travel through `arg`. */
+typedef int (*cf_task_fn)(cf_req *rq, void *arg);
+
+/* Suspend for `ms` milliseconds. Returns 0, or CF_ECANCELED. */
+int cf_sleep(cf_req *rq, uint64_t ms);
+
+/* Start fn(rq, arg) as a child coroutine of the calling task; it runs when
+ * the caller next suspends. It shares the request (memory, storage) and is
+ * cancelled with it; when the request ends, children still running are
+ * cancelled and waited for. Returns NULL (CF_EPERM) on a pool thread. */
+cf_task *cf_spawn(cf_req *rq, cf_task_fn fn, void *arg);
+
+/* Run fn(arg) on libuv's thread pool (asyncio.to_thread). fn must not call
+ * Carafe functions. If the request is cancelled, the await returns
+ * CF_ECANCELED at once; the request's memory is kept until fn finished. */
+typedef int (*cf_work_fn)(void *arg);
+cf_task *cf_to_thread(cf_req *rq, cf_work_fn fn, void *arg);
+
+/* Wait for one awaitable. Returns its result (0 or its error), CF_ETIMEDOUT
+ * after timeout_ms (the awaitable is then cancelled), or CF_ECANCELED when
+ * the caller itself is cancelled. Suspends. */
+int cf_await(cf_req *rq, void *awaitable, int64_t timeout_ms);
+/* Wait for all (gather): 0 when all succeeded, else the first error in
+ * argument order; on timeout the unfinished ones are cancelled. */
+int cf_await_all_n(cf_req *rq, void *const *awaitables, size_t n,
+                   int64_t timeout_ms);
+/* Wait for the first to finish: returns its index, or a negative error
+ * (CF_ETIMEDOUT, CF_ECANCELED). The others keep running. */
+int cf_await_any_n(cf_req *rq, void *const *awaitables, size_t n,
+                   int64_t timeout_ms);
+#define CF__AWS(...) ((void *const[]){__VA_ARGS__})
+#define CF__NAWS(...) (sizeof(CF__AWS(__VA_ARGS__)) / sizeof(void *))
+/* cf_await_all(rq, a, b, c) and cf_await_any(rq, a, b): no timeout. */
+#define cf_await_all(rq, ...) \
+    cf_await_all_n((rq), CF__AWS(__VA_ARGS__), CF__NAWS(__VA_ARGS__), -1)
+#define cf_await_any(rq, ...) \
+    cf_await_any_n((rq), CF__AWS(__VA_ARGS__), CF__NAWS(__VA_ARGS__), -1)
+
+/* Cancel an awaitable: a task's pending await returns CF_ECANCELED. */
+void cf_cancel(void *awaitable);
+/* True once the awaitable has finished; its result then. */
+bool cf_done(void *awaitable);
+int cf_result(void *awaitable);
+/* True if the calling task has been cancelled (client gone). */
+bool cf_cancelled(cf_req *rq);
+
+/* ------------------------------------------------------------------ */
+/* In-process test client                                             */
+/* ------------------------------------------------------------------ */
+
+/* Runs requests through the whole pipeline (hooks, middleware, async
+ * handlers awaiting real timers) on a private loop, without sockets. */
+typedef struct cf_test_client cf_test_client;
+typedef struct cf_test_response cf_test_response;
+
+cf_test_client *cf_test_client_new(cf_app *app);
+void cf_test_client_free(cf_test_client *tc); /* frees its responses too */
+/* headers: NULL-terminated array of "Name: value" strings, or NULL. Returns
+ * after the response is complete and teardown has run. */
+cf_test_response *cf_test_request(cf_test_client *tc, const char *method,
+                                  const char *target,
+                                  const char *const *headers,
+                                  const void *body, size_t len);
+cf_test_response *cf_test_get(cf_test_client *tc, const char *target);
+cf_test_response *cf_test_post_json(cf_test_client *tc, const char *target,
+                                    const char *json_text);
+int cf_test_status(const cf_test_response *r);
+const char *cf_test_header(const cf_test_response *r, const char *name);
+const char *cf_test_body(const cf_test_response *r, size_t *len);
+/* Parsed body; borrowed, NULL if not JSON. */
+json_t *cf_test_json(cf_test_response *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CARAFE_H */

@@ -1,0 +1,128 @@
+/*
+ * req.h — internal shape of a request, and the interface between the
+ * transports (HTTP connection, test client) and the app pipeline.
+ *
+ * A transport creates a request, gives it the parsed head, asks for the
+ * route (to know the body limit before reading the body), supplies the
+ * body, then dispatches it. The pipeline runs the hooks and handler in the
+ * request's main task and calls transport->send once the response is
+ * final; when the request's scope is released (main task, children and
+ * pool jobs all finished) transport->finished is called and the request's
+ * memory is reset.
+ */
+#ifndef CF_APP_REQ_H
+#define CF_APP_REQ_H
+
+#include <stdint.h>
+
+#include "app/app.h"
+#include "carafe.h"
+#include "core/arena.h"
+#include "core/sched.h"
+#include "http/parser.h"
+
+typedef struct cf_transport {
+    void (*send)(cf_req *rq);
+    void (*finished)(cf_req *rq);
+} cf_transport;
+
+typedef struct cf_kv {
+    char *name, *value;
+} cf_kv;
+
+typedef struct cf_kv_list {
+    cf_kv *items;
+    size_t len, cap;
+} cf_kv_list;
+
+typedef struct cf_gslot {
+    const char *key;
+    void *value;
+    struct cf_gslot *next;
+} cf_gslot;
+
+struct cf_req {
+    cf_app *app;
+    cf_scope scope;
+    cf_arena arena;
+    cf_task main;
+    const cf_transport *tp;
+    void *tp_ctx;
+
+    /* request, NUL-terminated copies in the arena */
+    char *method;
+    char *target;
+    char *path; /* percent-decoded */
+    char *query;
+    int minor;
+    bool keep_alive;
+    bool is_head;
+    cf_hfield *fields;
+    size_t nfields;
+    char *body;
+    size_t body_len;
+
+    /* routing */
+    cf_route *route;
+    cf_rule *rule;
+    cf_match match;
+    unsigned allowed;  /* methods of the matched rule */
+    int route_status;  /* 0, 404, 405 or 308 */
+
+    /* parsed on first use */
+    bool args_parsed, cookies_parsed, form_parsed, json_parsed;
+    cf_kv_list args, cookies, form;
+    json_t *json;
+    char **param_values;
+
+    /* response */
+    int status;
+    const char *content_type;
+    char *resp_body;
+    size_t resp_len;
+    cf_kv_list resp_headers;
+    bool responded;
+    int abort_status;
+    int error;
+    const char *errmsg;
+    bool sent;
+
+    /* pipeline */
+    size_t chain_pos;
+    cf_gslot *g;
+    char *label;
+    uint64_t start_ns;
+    size_t bytes_sent;
+};
+
+cf_req *cf_req_new(cf_app *app, const cf_transport *tp, void *tp_ctx);
+/* Release a request whose scope was never started (parse errors). */
+void cf_req_free(cf_req *rq);
+/* Copy the parsed head (pointers into `raw`) into the request. Returns 0,
+ * or an HTTP status (400) with *reason on a bad path. */
+int cf_req_set_head(cf_req *rq, const cf_http_head *h, const char *raw, size_t raw_len,
+                    const char **reason);
+/* Match the route; sets route/route_status. */
+void cf_req_route(cf_req *rq);
+/* Body limit for this request. */
+size_t cf_req_max_body(cf_req *rq);
+/* Start the pipeline (the main task); the transport keeps the request
+ * until ->finished. */
+void cf_req_dispatch(cf_req *rq);
+void cf_req_cancel(cf_req *rq);
+
+/* For core/task.c */
+cf_scope *cf__req_scope(cf_req *rq);
+bool cf__req_cancelled(cf_req *rq);
+int cf__await_shielded(cf_req *rq, void *awaitable);
+
+/* Shared helpers */
+void cf_kv_add(cf_req *rq, cf_kv_list *l, char *name, char *value);
+const char *cf_kv_get(const cf_kv_list *l, const char *name, bool nocase);
+/* Decode %XX and (if plus) '+' in place; returns new length or -1. */
+long cf_url_decode(char *s, size_t len, bool plus);
+void cf_parse_urlencoded(cf_req *rq, const char *s, size_t len, cf_kv_list *out);
+const char *cf_reason_phrase(int status);
+uint64_t cf_now_ns(void);
+
+#endif

@@ -1,0 +1,529 @@
+/*
+ * request.c — the request object: creation and recycling, taking over a
+ * parsed head (with path decoding and its safety checks), routing, and the
+ * public accessors (args, headers, cookies, form, JSON, parameters, g,
+ * url_for, arena allocation).
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "app/req.h"
+
+#define FIRST_BLOCK 8192 /* most requests never need more arena than this */
+#define POOL_MAX 1024
+
+static __thread cf_req *req_pool[POOL_MAX];
+static __thread size_t req_pool_len;
+
+uint64_t cf_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void scope_released(cf_scope *s);
+
+cf_req *cf_req_new(cf_app *app, const cf_transport *tp, void *tp_ctx)
+{
+    cf_req *rq = req_pool_len ? req_pool[--req_pool_len] : malloc(sizeof *rq + FIRST_BLOCK);
+    if (!rq)
+        return NULL;
+    memset(rq, 0, sizeof *rq);
+    cf_arena_init(&rq->arena, (char *)(rq + 1), FIRST_BLOCK);
+    rq->app = app;
+    rq->tp = tp;
+    rq->tp_ctx = tp_ctx;
+    rq->scope.arena = &rq->arena;
+    rq->scope.release = scope_released;
+    rq->start_ns = cf_now_ns();
+    return rq;
+}
+
+void cf_req_free(cf_req *rq)
+{
+    if (!rq)
+        return;
+    cf_arena_reset(&rq->arena);
+    if (req_pool_len < POOL_MAX)
+        req_pool[req_pool_len++] = rq;
+    else
+        free(rq);
+}
+
+static void scope_released(cf_scope *s)
+{
+    cf_req *rq = (cf_req *)((char *)s - offsetof(cf_req, scope));
+    if (rq->tp && rq->tp->finished)
+        rq->tp->finished(rq);
+    cf_req_free(rq);
+}
+
+cf_scope *cf__req_scope(cf_req *rq) { return &rq->scope; }
+bool cf__req_cancelled(cf_req *rq) { return rq->main.cancelled; }
+
+void cf_req_cancel(cf_req *rq)
+{
+    if (rq->main.co || rq->main.state == CF_TASK_READY)
+        cf_task_cancel(&rq->main);
+}
+
+/* ---- memory --------------------------------------------------------------- */
+
+static void *arena_alloc_or_die(cf_req *rq, size_t size)
+{
+    void *p = cf_arena_alloc(&rq->arena, size);
+    if (!p) {
+        fprintf(stderr, "carafe: out of memory for a request\n");
+        abort();
+    }
+    return p;
+}
+
+void *cf_alloc(cf_req *rq, size_t size) { return arena_alloc_or_die(rq, size); }
+
+static char *arena_strndup(cf_req *rq, const char *s, size_t n)
+{
+    char *p = arena_alloc_or_die(rq, n + 1);
+    memcpy(p, s, n);
+    p[n] = 0;
+    return p;
+}
+
+char *cf_strdup(cf_req *rq, const char *s) { return s ? arena_strndup(rq, s, strlen(s)) : NULL; }
+
+char *cf_sprintf(cf_req *rq, const char *fmt, ...)
+{
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *p = arena_alloc_or_die(rq, n > 0 ? (size_t)n + 1 : 1);
+    vsnprintf(p, n > 0 ? (size_t)n + 1 : 1, fmt, ap2);
+    va_end(ap2);
+    return p;
+}
+
+void cf_defer(cf_req *rq, void (*fn)(void *), void *ptr)
+{
+    if (cf_arena_defer_add(&rq->arena, fn, ptr) != 0)
+        abort();
+}
+
+void cf_kv_add(cf_req *rq, cf_kv_list *l, char *name, char *value)
+{
+    if (l->len == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        l->items = cf_arena_realloc(&rq->arena, l->items, l->cap * sizeof(cf_kv), cap * sizeof(cf_kv));
+        if (!l->items)
+            abort();
+        l->cap = cap;
+    }
+    l->items[l->len++] = (cf_kv){name, value};
+}
+
+const char *cf_kv_get(const cf_kv_list *l, const char *name, bool nocase)
+{
+    for (size_t i = 0; i < l->len; i++)
+        if ((nocase ? strcasecmp : strcmp)(l->items[i].name, name) == 0)
+            return l->items[i].value;
+    return NULL;
+}
+
+/* ---- decoding ------------------------------------------------------------- */
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+long cf_url_decode(char *s, size_t len, bool plus)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '%') {
+            if (i + 2 >= len)
+                return -1;
+            int h = hexval((unsigned char)s[i + 1]), l = hexval((unsigned char)s[i + 2]);
+            if (h < 0 || l < 0)
+                return -1;
+            c = (char)(h * 16 + l);
+            i += 2;
+        } else if (plus && c == '+') {
+            c = ' ';
+        }
+        s[o++] = c;
+    }
+    s[o] = 0;
+    return (long)o;
+}
+
+void cf_parse_urlencoded(cf_req *rq, const char *s, size_t len, cf_kv_list *out)
+{
+    const char *end = s + len;
+    while (s < end) {
+        const char *amp = memchr(s, '&', (size_t)(end - s));
+        const char *stop = amp ? amp : end;
+        if (stop > s) {
+            const char *eq = memchr(s, '=', (size_t)(stop - s));
+            const char *kend = eq ? eq : stop;
+            char *k = arena_strndup(rq, s, (size_t)(kend - s));
+            char *v = eq ? arena_strndup(rq, eq + 1, (size_t)(stop - eq - 1)) : arena_strndup(rq, "", 0);
+            /* Malformed escapes leave the pair out rather than guess. */
+            if (cf_url_decode(k, strlen(k), true) >= 0 && cf_url_decode(v, strlen(v), true) >= 0)
+                cf_kv_add(rq, out, k, v);
+        }
+        s = stop + 1;
+    }
+}
+
+/* ---- taking over the head ------------------------------------------------ */
+
+int cf_req_set_head(cf_req *rq, const cf_http_head *h, const char *raw, size_t raw_len,
+                    const char **reason)
+{
+    char *copy = arena_alloc_or_die(rq, raw_len + 1);
+    memcpy(copy, raw, raw_len);
+    copy[raw_len] = 0;
+#define REBASE(p) (copy + ((const char *)(p)-raw))
+    rq->method = REBASE(h->method);
+    rq->method[h->method_len] = 0;
+    rq->minor = h->minor;
+    rq->keep_alive = h->keep_alive;
+    rq->is_head = h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
+    rq->target = arena_strndup(rq, h->target, h->target_len);
+    rq->query = h->query ? arena_strndup(rq, h->query, h->query_len) : arena_strndup(rq, "", 0);
+    rq->nfields = h->nfields;
+    rq->fields = arena_alloc_or_die(rq, (h->nfields ? h->nfields : 1) * sizeof(cf_hfield));
+    for (size_t i = 0; i < h->nfields; i++) {
+        cf_hfield f = h->fields[i];
+        char *name = REBASE(f.name), *value = REBASE(f.value);
+        name[f.name_len] = 0;
+        value[f.value_len] = 0;
+        rq->fields[i] = (cf_hfield){name, f.name_len, value, f.value_len};
+    }
+#undef REBASE
+
+    char *path = arena_strndup(rq, h->path, h->path_len);
+    long n = cf_url_decode(path, h->path_len, false);
+    if (n < 0) {
+        *reason = "invalid percent-encoding in the path";
+        return 400;
+    }
+    if (memchr(path, 0, (size_t)n)) {
+        *reason = "NUL byte in the path";
+        return 400;
+    }
+    /* After decoding, a "." or ".." segment could climb out of the route
+     * the client appears to address (/static/%2e%2e/secret); browsers never
+     * send them, so refusing is safe and simple. */
+    for (char *seg = path; seg && *seg;) {
+        char *slash = strchr(seg + 1, '/');
+        size_t len = slash ? (size_t)(slash - seg - 1) : strlen(seg + 1);
+        if (seg[0] == '/' && ((len == 1 && seg[1] == '.') || (len == 2 && seg[1] == '.' && seg[2] == '.'))) {
+            *reason = "dot segments are not allowed in the path";
+            return 400;
+        }
+        seg = slash;
+    }
+    rq->path = path;
+    char *label = arena_alloc_or_die(rq, h->method_len + (size_t)n + 2);
+    snprintf(label, h->method_len + (size_t)n + 2, "%s %s", rq->method, path);
+    rq->label = label;
+    return 0;
+}
+
+void cf_req_route(cf_req *rq)
+{
+    int m = cf_router_match(rq->app->router, rq->path, strlen(rq->path), &rq->match);
+    rq->route = NULL;
+    rq->rule = NULL;
+    if (m == 1) {
+        rq->rule = rq->match.rule;
+        rq->route = cf_app_find_route(rq->rule, rq->method, strlen(rq->method), &rq->allowed);
+        if (!rq->route && strcmp(rq->method, "OPTIONS") != 0)
+            rq->route_status = 405;
+    } else if (m == 2) {
+        rq->route_status = 308;
+    } else {
+        rq->route_status = 404;
+    }
+}
+
+size_t cf_req_max_body(cf_req *rq)
+{
+    if (rq->route && rq->route->max_body)
+        return rq->route->max_body;
+    return (size_t)rq->app->opt[CF_OPT_MAX_BODY];
+}
+
+/* ---- accessors ---------------------------------------------------------- */
+
+const char *cf_method(cf_req *rq) { return rq->method; }
+const char *cf_path(cf_req *rq) { return rq->path; }
+const char *cf_query_string(cf_req *rq) { return rq->query ? rq->query : ""; }
+
+const char *cf_arg(cf_req *rq, const char *name)
+{
+    if (!rq->args_parsed) {
+        rq->args_parsed = true;
+        if (rq->query)
+            cf_parse_urlencoded(rq, rq->query, strlen(rq->query), &rq->args);
+    }
+    return cf_kv_get(&rq->args, name, false);
+}
+
+const char *cf_header(cf_req *rq, const char *name)
+{
+    for (size_t i = 0; i < rq->nfields; i++)
+        if (strcasecmp(rq->fields[i].name, name) == 0)
+            return rq->fields[i].value;
+    return NULL;
+}
+
+bool cf_header_at(cf_req *rq, size_t i, const char **name, const char **value)
+{
+    if (i >= rq->nfields)
+        return false;
+    *name = rq->fields[i].name;
+    *value = rq->fields[i].value;
+    return true;
+}
+
+const char *cf_cookie(cf_req *rq, const char *name)
+{
+    if (!rq->cookies_parsed) {
+        rq->cookies_parsed = true;
+        for (size_t i = 0; i < rq->nfields; i++) {
+            if (strcasecmp(rq->fields[i].name, "Cookie") != 0)
+                continue;
+            const char *p = rq->fields[i].value;
+            while (*p) {
+                while (*p == ' ' || *p == ';')
+                    p++;
+                const char *eq = strchr(p, '='), *semi = strchr(p, ';');
+                if (!semi)
+                    semi = p + strlen(p);
+                if (!eq || eq > semi) {
+                    p = semi;
+                    continue;
+                }
+                const char *v = eq + 1, *vend = semi;
+                if (vend - v >= 2 && *v == '"' && vend[-1] == '"')
+                    v++, vend--;
+                cf_kv_add(rq, &rq->cookies, arena_strndup(rq, p, (size_t)(eq - p)),
+                          arena_strndup(rq, v, (size_t)(vend - v)));
+                p = semi;
+            }
+        }
+    }
+    return cf_kv_get(&rq->cookies, name, false);
+}
+
+static bool content_type_is(cf_req *rq, const char *type, bool json_suffix)
+{
+    const char *ct = cf_header(rq, "Content-Type");
+    if (!ct)
+        return false;
+    size_t n = strcspn(ct, "; \t");
+    if (strlen(type) == n && strncasecmp(ct, type, n) == 0)
+        return true;
+    return json_suffix && n >= 5 && strncasecmp(ct + n - 5, "+json", 5) == 0;
+}
+
+const char *cf_form(cf_req *rq, const char *name)
+{
+    if (!rq->form_parsed) {
+        rq->form_parsed = true;
+        if (rq->body && content_type_is(rq, "application/x-www-form-urlencoded", false))
+            cf_parse_urlencoded(rq, rq->body, rq->body_len, &rq->form);
+    }
+    return cf_kv_get(&rq->form, name, false);
+}
+
+const char *cf_body(cf_req *rq, size_t *len)
+{
+    if (len)
+        *len = rq->body_len;
+    return rq->body ? rq->body : "";
+}
+
+static void decref_json(void *p) { json_decref(p); }
+
+json_t *cf_get_json(cf_req *rq)
+{
+    if (rq->json_parsed)
+        return rq->json;
+    rq->json_parsed = true;
+    if (!content_type_is(rq, "application/json", true)) {
+        rq->errmsg = "expected a JSON body (Content-Type: application/json)";
+        return NULL;
+    }
+    if (rq->body_len == 0) {
+        rq->errmsg = "the JSON body is empty";
+        return NULL;
+    }
+    json_error_t err;
+    rq->json = json_loadb(rq->body, rq->body_len, JSON_DECODE_ANY, &err);
+    if (!rq->json) {
+        rq->errmsg = cf_sprintf(rq, "invalid JSON at line %d, column %d: %s", err.line,
+                                err.column, err.text);
+        return NULL;
+    }
+    cf_defer(rq, decref_json, rq->json);
+    return rq->json;
+}
+
+const char *cf_param(cf_req *rq, const char *name)
+{
+    for (size_t i = 0; i < rq->match.nparams; i++) {
+        if (strcmp(rq->match.params[i].name, name) != 0)
+            continue;
+        if (!rq->param_values)
+            rq->param_values = memset(arena_alloc_or_die(rq, CF_MAX_PARAMS * sizeof(char *)), 0,
+                                      CF_MAX_PARAMS * sizeof(char *));
+        if (!rq->param_values[i])
+            rq->param_values[i] =
+                arena_strndup(rq, rq->match.params[i].value, rq->match.params[i].len);
+        return rq->param_values[i];
+    }
+    return NULL;
+}
+
+int64_t cf_param_int(cf_req *rq, const char *name)
+{
+    const char *v = cf_param(rq, name);
+    return v ? strtoll(v, NULL, 10) : 0;
+}
+
+double cf_param_float(cf_req *rq, const char *name)
+{
+    const char *v = cf_param(rq, name);
+    return v ? strtod(v, NULL) : 0.0;
+}
+
+const char *cf_endpoint(cf_req *rq) { return rq->route ? rq->route->name : NULL; }
+
+void cf_g_set(cf_req *rq, const char *key, void *value)
+{
+    for (cf_gslot *s = rq->g; s; s = s->next)
+        if (strcmp(s->key, key) == 0) {
+            s->value = value;
+            return;
+        }
+    cf_gslot *s = arena_alloc_or_die(rq, sizeof *s);
+    s->key = cf_strdup(rq, key);
+    s->value = value;
+    s->next = rq->g;
+    rq->g = s;
+}
+
+void *cf_g_get(cf_req *rq, const char *key)
+{
+    for (cf_gslot *s = rq->g; s; s = s->next)
+        if (strcmp(s->key, key) == 0)
+            return s->value;
+    return NULL;
+}
+
+/* ---- url_for ---------------------------------------------------------------- */
+
+typedef struct url_args {
+    const char **pairs;
+    size_t n;
+    bool *used;
+} url_args;
+
+static const char *url_arg(void *ctx, const char *name)
+{
+    url_args *a = ctx;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->pairs[2 * i], name) == 0) {
+            a->used[i] = true;
+            return a->pairs[2 * i + 1];
+        }
+    return NULL;
+}
+
+static size_t query_escape(char *out, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+            if (out)
+                out[o] = (char)c;
+            o++;
+        } else {
+            if (out) {
+                out[o] = '%';
+                out[o + 1] = hex[c >> 4];
+                out[o + 2] = hex[c & 15];
+            }
+            o += 3;
+        }
+    }
+    return o;
+}
+
+char *cf_url_for(cf_req *rq, const char *name, ...)
+{
+    cf_route *r = name ? cf_app_route_by_name(rq->app, name) : NULL;
+    if (!r)
+        return NULL;
+    const char *pairs[2 * 32];
+    bool used[32] = {0};
+    size_t n = 0;
+    va_list ap;
+    va_start(ap, name);
+    for (;;) {
+        const char *k = va_arg(ap, const char *);
+        if (!k)
+            break;
+        const char *v = va_arg(ap, const char *);
+        if (n < 32 && v) {
+            pairs[2 * n] = k;
+            pairs[2 * n + 1] = v;
+            n++;
+        }
+    }
+    va_end(ap);
+    url_args a = {pairs, n, used};
+    int len = cf_rule_build(r->rule, url_arg, &a, NULL, 0);
+    if (len < 0)
+        return NULL;
+    size_t qlen = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!used[i])
+            qlen += 2 + query_escape(NULL, pairs[2 * i]) + query_escape(NULL, pairs[2 * i + 1]);
+    char *out = arena_alloc_or_die(rq, (size_t)len + qlen + 1);
+    for (size_t i = 0; i < n; i++)
+        used[i] = false;
+    cf_rule_build(r->rule, url_arg, &a, out, (size_t)len + 1);
+    size_t o = (size_t)len;
+    bool first = true;
+    for (size_t i = 0; i < n; i++) {
+        if (used[i])
+            continue;
+        out[o++] = first ? '?' : '&';
+        first = false;
+        o += query_escape(out + o, pairs[2 * i]);
+        out[o++] = '=';
+        o += query_escape(out + o, pairs[2 * i + 1]);
+    }
+    out[o] = 0;
+    return out;
+}

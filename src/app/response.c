@@ -1,0 +1,304 @@
+/*
+ * response.c — building the response: bodies (text, HTML, JSON, redirect),
+ * status, headers, cookies, abort/fail, and the state hooks read.
+ *
+ * The response stays in the request (arena) until the pipeline hands it
+ * to the transport, so after_request hooks can still change anything.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "app/req.h"
+
+const char *cf_strerror(int code)
+{
+    switch (code) {
+    case CF_OK: return "success";
+    case CF_EINVAL: return "invalid argument";
+    case CF_ENOMEM: return "out of memory";
+    case CF_ECANCELED: return "cancelled";
+    case CF_ETIMEDOUT: return "timed out";
+    case CF_EPERM: return "not allowed here (not in a task, or on a pool thread)";
+    case CF_EFAIL: return "failed";
+    case CF_ENOTFOUND: return "not found";
+    case CF_EJSON: return "invalid JSON";
+    default: return "unknown error";
+    }
+}
+
+const char *cf_reason_phrase(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return status < 200 ? "Informational" : status < 300 ? "Success"
+                    : status < 400 ? "Redirection" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+static int valid_status(int status) { return status >= 100 && status <= 999; }
+
+void cf_send(cf_req *rq, int status, const char *content_type, const void *body, size_t len)
+{
+    if (!valid_status(status)) {
+        cf_fail(rq, "invalid status code %d", status);
+        return;
+    }
+    char *copy = cf_alloc(rq, len + 1);
+    if (len)
+        memcpy(copy, body, len);
+    copy[len] = 0;
+    rq->status = status;
+    rq->content_type = content_type ? cf_strdup(rq, content_type) : NULL;
+    rq->resp_body = copy;
+    rq->resp_len = len;
+    rq->responded = true;
+    rq->abort_status = 0;
+}
+
+void cf_text(cf_req *rq, int status, const char *text)
+{
+    cf_send(rq, status, "text/plain; charset=utf-8", text, text ? strlen(text) : 0);
+}
+
+void cf_textf(cf_req *rq, int status, const char *fmt, ...)
+{
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    size_t len = n > 0 ? (size_t)n : 0;
+    char *buf = cf_alloc(rq, len + 1);
+    vsnprintf(buf, len + 1, fmt, ap2);
+    va_end(ap2);
+    /* Build in place rather than copy again through cf_send. */
+    rq->status = valid_status(status) ? status : 500;
+    rq->content_type = "text/plain; charset=utf-8";
+    rq->resp_body = buf;
+    rq->resp_len = len;
+    rq->responded = true;
+    rq->abort_status = 0;
+}
+
+void cf_html(cf_req *rq, int status, const char *html)
+{
+    cf_send(rq, status, "text/html; charset=utf-8", html, html ? strlen(html) : 0);
+}
+
+static int dump_into(const char *buf, size_t size, void *data)
+{
+    cf_req *rq = data;
+    size_t need = rq->resp_len + size + 1;
+    /* Grow in the arena; cf_arena_realloc extends in place when it can. */
+    char *b = cf_arena_realloc(&rq->arena, rq->resp_body, rq->resp_body ? rq->resp_len + 1 : 0, need);
+    if (!b)
+        return -1;
+    memcpy(b + rq->resp_len, buf, size);
+    rq->resp_len += size;
+    b[rq->resp_len] = 0;
+    rq->resp_body = b;
+    return 0;
+}
+
+void cf_json_value(cf_req *rq, int status, json_t *value)
+{
+    if (!value) {
+        cf_fail(rq, "cf_json_value: no JSON value");
+        return;
+    }
+    rq->resp_body = NULL;
+    rq->resp_len = 0;
+    int rc = json_dump_callback(value, dump_into, rq, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(value);
+    if (rc != 0) {
+        cf_fail(rq, "cannot serialize the JSON response");
+        return;
+    }
+    rq->status = valid_status(status) ? status : 500;
+    rq->content_type = "application/json";
+    rq->responded = true;
+    rq->abort_status = 0;
+}
+
+void cf_json(cf_req *rq, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    json_error_t err;
+    json_t *v = json_vpack_ex(&err, 0, fmt, ap);
+    va_end(ap);
+    if (!v) {
+        cf_fail(rq, "cf_json: bad pack format or value: %s", err.text);
+        return;
+    }
+    cf_json_value(rq, status, v);
+}
+
+void cf_redirect(cf_req *rq, int status, const char *location)
+{
+    if (status != 301 && status != 302 && status != 303 && status != 307 && status != 308) {
+        cf_fail(rq, "cf_redirect: %d is not a redirect status", status);
+        return;
+    }
+    if (cf_set_header(rq, "Location", location) != 0) {
+        cf_fail(rq, "cf_redirect: invalid location");
+        return;
+    }
+    char *body = cf_sprintf(rq, "Redirecting to %s\n", location);
+    cf_send(rq, status, "text/plain; charset=utf-8", body, strlen(body));
+}
+
+void cf_abort(cf_req *rq, int status)
+{
+    if (status < 400 || status > 599)
+        status = 500;
+    rq->abort_status = status;
+    rq->responded = false;
+}
+
+void cf_fail(cf_req *rq, const char *fmt, ...)
+{
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *msg = cf_alloc(rq, n > 0 ? (size_t)n + 1 : 1);
+    vsnprintf(msg, n > 0 ? (size_t)n + 1 : 1, fmt, ap2);
+    va_end(ap2);
+    rq->errmsg = msg;
+    rq->error = CF_EFAIL;
+    cf_abort(rq, 500);
+}
+
+static bool header_safe(const char *s, bool name)
+{
+    if (!s || (name && !*s))
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '\r' || *p == '\n')
+            return false;
+        if (name && (*p <= ' ' || *p == ':' || *p >= 0x7f))
+            return false;
+    }
+    return true;
+}
+
+int cf_add_header(cf_req *rq, const char *name, const char *value)
+{
+    if (!header_safe(name, true) || !header_safe(value, false))
+        return CF_EINVAL;
+    cf_kv_add(rq, &rq->resp_headers, cf_strdup(rq, name), cf_strdup(rq, value));
+    return 0;
+}
+
+int cf_set_header(cf_req *rq, const char *name, const char *value)
+{
+    if (!header_safe(name, true) || !header_safe(value, false))
+        return CF_EINVAL;
+    cf_kv_list *l = &rq->resp_headers;
+    size_t o = 0;
+    for (size_t i = 0; i < l->len; i++)
+        if (strcasecmp(l->items[i].name, name) != 0)
+            l->items[o++] = l->items[i];
+    l->len = o;
+    return cf_add_header(rq, name, value);
+}
+
+const char *cf_response_header(cf_req *rq, const char *name)
+{
+    if (strcasecmp(name, "Content-Type") == 0 && rq->content_type &&
+        !cf_kv_get(&rq->resp_headers, name, true))
+        return rq->content_type;
+    return cf_kv_get(&rq->resp_headers, name, true);
+}
+
+void cf_set_status(cf_req *rq, int status)
+{
+    if (valid_status(status))
+        rq->status = status;
+}
+
+static bool cookie_token_ok(const char *s, bool value)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p <= ' ' || *p >= 0x7f || *p == ';' || *p == ',' || *p == '"' || *p == '\\')
+            return false;
+        if (!value && (*p == '=' || *p == '(' || *p == ')' || *p == '<' || *p == '>' ||
+                       *p == '@' || *p == ':' || *p == '/' || *p == '[' || *p == ']' ||
+                       *p == '?' || *p == '{' || *p == '}'))
+            return false;
+    }
+    return true;
+}
+
+int cf_set_cookie(cf_req *rq, const char *name, const char *value, const cf_cookie_opts *o)
+{
+    if (!name || !*name || !value || !cookie_token_ok(name, false) || !cookie_token_ok(value, true))
+        return CF_EINVAL;
+    cf_cookie_opts d = {0};
+    if (!o)
+        o = &d;
+    if ((o->path && !header_safe(o->path, false)) || (o->domain && !header_safe(o->domain, false)) ||
+        (o->same_site && !header_safe(o->same_site, false)))
+        return CF_EINVAL;
+    char maxage[48] = "";
+    if (o->max_age > 0)
+        snprintf(maxage, sizeof maxage, "; Max-Age=%lld", (long long)o->max_age);
+    else if (o->max_age < 0)
+        snprintf(maxage, sizeof maxage, "; Max-Age=0");
+    char *v = cf_sprintf(rq, "%s=%s; Path=%s%s%s%s%s%s%s%s", name, value, o->path ? o->path : "/",
+                         maxage, o->domain ? "; Domain=" : "", o->domain ? o->domain : "",
+                         o->secure ? "; Secure" : "", o->http_only ? "; HttpOnly" : "",
+                         o->same_site ? "; SameSite=" : "", o->same_site ? o->same_site : "");
+    cf_kv_add(rq, &rq->resp_headers, "Set-Cookie", v);
+    return 0;
+}
+
+bool cf_responded(cf_req *rq) { return rq->responded || rq->abort_status; }
+int cf_req_status(cf_req *rq) { return rq->abort_status ? rq->abort_status : rq->status; }
+const char *cf_response_body(cf_req *rq, size_t *len)
+{
+    if (len)
+        *len = rq->resp_len;
+    return rq->resp_body ? rq->resp_body : "";
+}
+int cf_req_error(cf_req *rq) { return rq->error; }
+const char *cf_errmsg(cf_req *rq) { return rq->errmsg ? rq->errmsg : ""; }

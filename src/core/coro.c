@@ -1,0 +1,374 @@
+/*
+ * coro.c — coroutine stacks and switching (see coro.h).
+ *
+ * Stacks are mmap'd with a PROT_NONE guard page below them, so running off
+ * the end faults instead of silently overwriting a neighbour; the SIGSEGV
+ * handler recognises a fault in the running coroutine's guard page and says
+ * "stack overflow" before the process dies. Finished stacks are kept in a
+ * per-thread pool because mmap+mprotect+munmap per request would cost more
+ * than the request itself.
+ *
+ * The sanitizers and Valgrind must be told about every stack switch or they
+ * report false errors: AddressSanitizer through the fiber-switch API,
+ * Valgrind by registering each stack.
+ *
+ * The scheduler state here (current coroutine, the loop's saved context) is
+ * thread-local: one loop thread runs coroutines, and that thread's worker is
+ * the owner of this state.
+ */
+#include "core/coro.h"
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifdef CF_CORO_UCONTEXT
+#include <ucontext.h>
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CF_HAVE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CF_HAVE_ASAN 1
+#endif
+#endif
+#ifdef CF_HAVE_ASAN
+void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
+void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
+                                     size_t *size_old);
+#endif
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define CF_HAVE_VALGRIND 1
+#endif
+#endif
+
+struct cf_coro {
+#ifdef CF_CORO_UCONTEXT
+    ucontext_t ctx;
+#else
+    void *sp;
+#endif
+    char *map;          /* mmap base: guard page, then the stack */
+    size_t map_size;
+    cf_coro_fn fn;
+    void *arg;
+    const char *label;
+    bool finished;
+    cf_coro *next_free;
+#ifdef CF_HAVE_ASAN
+    void *fake_stack;
+#endif
+#ifdef CF_HAVE_VALGRIND
+    unsigned vg_id;
+#endif
+};
+
+#define POOL_MAX 4096 /* stacks kept for reuse; beyond that they are unmapped */
+
+static __thread cf_coro *current;
+static __thread cf_coro *pool;
+static __thread size_t pool_len, alive;
+static __thread size_t stack_size = 64 * 1024;
+#ifdef CF_CORO_UCONTEXT
+static __thread ucontext_t loop_ctx;
+#else
+static __thread void *loop_sp;
+#endif
+#ifdef CF_HAVE_ASAN
+static __thread void *loop_fake_stack;
+static __thread const void *loop_stack_bottom;
+static __thread size_t loop_stack_size;
+#endif
+
+static size_t page_size(void)
+{
+    static size_t ps;
+    if (!ps)
+        ps = (size_t)sysconf(_SC_PAGESIZE);
+    return ps;
+}
+
+void cf_coro_set_stack_size(size_t bytes)
+{
+    size_t ps = page_size();
+    if (bytes < 4 * ps)
+        bytes = 4 * ps;
+    bytes = (bytes + ps - 1) & ~(ps - 1);
+    if (bytes != stack_size) {
+        /* Pooled stacks have the old size: drop them. */
+        while (pool) {
+            cf_coro *c = pool;
+            pool = c->next_free;
+#ifdef CF_HAVE_VALGRIND
+            VALGRIND_STACK_DEREGISTER(c->vg_id);
+#endif
+            munmap(c->map, c->map_size);
+        }
+        pool_len = 0;
+        stack_size = bytes;
+    }
+}
+
+size_t cf_coro_stack_size(void) { return stack_size; }
+size_t cf_coro_alive(void) { return alive; }
+size_t cf_coro_pooled(void) { return pool_len; }
+cf_coro *cf_coro_current(void) { return current; }
+void cf_coro_set_label(cf_coro *co, const char *label) { co->label = label; }
+
+/* Layout of a mapping: [guard page][stack ... top][struct cf_coro]. The
+ * struct sits above the stack top so one mapping holds everything. */
+static cf_coro *stack_alloc(void)
+{
+    if (pool) {
+        cf_coro *co = pool;
+        pool = co->next_free;
+        pool_len--;
+        return co;
+    }
+    size_t ps = page_size();
+    size_t meta = (sizeof(cf_coro) + ps - 1) & ~(ps - 1);
+    size_t size = ps + stack_size + meta;
+    char *map = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (map == MAP_FAILED)
+        return NULL;
+    if (mprotect(map, ps, PROT_NONE) != 0) {
+        munmap(map, size);
+        return NULL;
+    }
+    cf_coro *co = (cf_coro *)(map + ps + stack_size);
+    memset(co, 0, sizeof *co);
+    co->map = map;
+    co->map_size = size;
+#ifdef CF_HAVE_VALGRIND
+    co->vg_id = VALGRIND_STACK_REGISTER(map + ps, map + ps + stack_size);
+#endif
+    return co;
+}
+
+static void stack_release(cf_coro *co)
+{
+    if (pool_len < POOL_MAX && co->map_size == page_size() + stack_size +
+        ((sizeof(cf_coro) + page_size() - 1) & ~(page_size() - 1))) {
+        co->next_free = pool;
+        pool = co;
+        pool_len++;
+        return;
+    }
+#ifdef CF_HAVE_VALGRIND
+    VALGRIND_STACK_DEREGISTER(co->vg_id);
+#endif
+    munmap(co->map, co->map_size);
+}
+
+static inline char *stack_bottom(cf_coro *co) { return co->map + page_size(); }
+static inline size_t stack_len(cf_coro *co)
+{
+    return (size_t)((char *)co - stack_bottom(co));
+}
+
+/* Sanitizer bookkeeping around each switch. */
+static inline void asan_enter_coro(cf_coro *co)
+{
+#ifdef CF_HAVE_ASAN
+    __sanitizer_start_switch_fiber(&loop_fake_stack, stack_bottom(co), stack_len(co));
+#else
+    (void)co;
+#endif
+}
+static inline void asan_back_on_loop(void)
+{
+#ifdef CF_HAVE_ASAN
+    __sanitizer_finish_switch_fiber(loop_fake_stack, NULL, NULL);
+#endif
+}
+static inline void asan_arrived_in_coro(cf_coro *co)
+{
+#ifdef CF_HAVE_ASAN
+    __sanitizer_finish_switch_fiber(co->fake_stack, &loop_stack_bottom, &loop_stack_size);
+#else
+    (void)co;
+#endif
+}
+static inline void asan_leave_coro(cf_coro *co)
+{
+#ifdef CF_HAVE_ASAN
+    /* A finished coroutine passes NULL so ASan frees its fake stack. */
+    __sanitizer_start_switch_fiber(co->finished ? NULL : &co->fake_stack, loop_stack_bottom,
+                                   loop_stack_size);
+#else
+    (void)co;
+#endif
+}
+
+void cf__coro_main(cf_coro *co);
+
+#ifdef CF_CORO_UCONTEXT
+static void ucontext_entry(void) { cf__coro_main(current); }
+#else
+void cf__ctx_switch(void **save_sp, void *load_sp);
+void cf__coro_start(void);
+#endif
+
+/* First code on a new coroutine's stack. */
+void cf__coro_main(cf_coro *co)
+{
+    asan_arrived_in_coro(co);
+    co->fn(co->arg);
+    co->finished = true;
+    asan_leave_coro(co);
+#ifdef CF_CORO_UCONTEXT
+    setcontext(&loop_ctx);
+#else
+    void *dead_sp;
+    cf__ctx_switch(&dead_sp, loop_sp);
+#endif
+    abort(); /* unreachable: a finished coroutine is never resumed */
+}
+
+cf_coro *cf_coro_new(cf_coro_fn fn, void *arg)
+{
+    cf_coro *co = stack_alloc();
+    if (!co)
+        return NULL;
+    co->fn = fn;
+    co->arg = arg;
+    co->label = NULL;
+    co->finished = false;
+    co->next_free = NULL;
+#ifdef CF_HAVE_ASAN
+    co->fake_stack = NULL;
+#endif
+#ifdef CF_CORO_UCONTEXT
+    getcontext(&co->ctx);
+    co->ctx.uc_stack.ss_sp = stack_bottom(co);
+    co->ctx.uc_stack.ss_size = stack_len(co);
+    co->ctx.uc_link = NULL;
+    makecontext(&co->ctx, ucontext_entry, 0);
+#else
+    /* Fake the frame cf__ctx_switch pops: six callee-saved registers (rbx or
+     * x19 carrying co) and a return address into cf__coro_start. */
+    uintptr_t top = (uintptr_t)co & ~(uintptr_t)15;
+#if defined(__x86_64__)
+    void **sp = (void **)(top - 56);
+    memset(sp, 0, 56);
+    sp[4] = co;                     /* rbx */
+    sp[6] = (void *)cf__coro_start; /* return address */
+#elif defined(__aarch64__)
+    void **sp = (void **)(top - 160);
+    memset(sp, 0, 160);
+    sp[0] = co;                     /* x19 */
+    sp[11] = (void *)cf__coro_start; /* x30 */
+#else
+#error "no assembly context switch for this architecture: configure with -DCF_CORO_BACKEND=ucontext"
+#endif
+    co->sp = sp;
+#endif
+    alive++;
+    return co;
+}
+
+bool cf_coro_resume(cf_coro *co)
+{
+    cf_coro *prev = current;
+    current = co;
+    asan_enter_coro(co);
+#ifdef CF_CORO_UCONTEXT
+    swapcontext(&loop_ctx, &co->ctx);
+#else
+    cf__ctx_switch(&loop_sp, co->sp);
+#endif
+    asan_back_on_loop();
+    current = prev;
+    if (co->finished) {
+        alive--;
+        stack_release(co);
+        return true;
+    }
+    return false;
+}
+
+void cf_coro_yield(void)
+{
+    cf_coro *co = current;
+    asan_leave_coro(co);
+#ifdef CF_CORO_UCONTEXT
+    swapcontext(&co->ctx, &loop_ctx);
+#else
+    cf__ctx_switch(&co->sp, loop_sp);
+#endif
+    asan_arrived_in_coro(co);
+}
+
+/* ---- stack overflow reporting ---------------------------------------- */
+
+static struct sigaction previous_segv;
+
+static void write_str(const char *s) { (void)!write(2, s, strlen(s)); }
+
+static void on_segv(int sig, siginfo_t *info, void *uctx)
+{
+    cf_coro *co = current;
+    char *addr = info ? (char *)info->si_addr : NULL;
+    if (co && addr >= co->map && addr < co->map + page_size()) {
+        char num[32];
+        size_t kib = stack_len(co) / 1024, n = 0;
+        char tmp[32];
+        do {
+            tmp[n++] = (char)('0' + kib % 10);
+            kib /= 10;
+        } while (kib && n < sizeof tmp);
+        for (size_t i = 0; i < n; i++)
+            num[i] = tmp[n - 1 - i];
+        num[n] = 0;
+        write_str("carafe: stack overflow in a coroutine (stack ");
+        write_str(num);
+        write_str(" KiB");
+        if (co->label) {
+            write_str(") while handling ");
+            write_str(co->label);
+        } else {
+            write_str(")");
+        }
+        write_str("; raise the stack size with CF_OPT_STACK_SIZE\n");
+    }
+    /* Hand over to whoever handled SIGSEGV before us (ASan's report), or
+     * die of the signal as the process would have without us. */
+    if ((previous_segv.sa_flags & SA_SIGINFO) && previous_segv.sa_sigaction) {
+        previous_segv.sa_sigaction(sig, info, uctx);
+        return;
+    }
+    if (previous_segv.sa_handler != SIG_DFL && previous_segv.sa_handler != SIG_IGN &&
+        previous_segv.sa_handler != NULL) {
+        previous_segv.sa_handler(sig);
+        return;
+    }
+    signal(SIGSEGV, SIG_DFL); /* returning re-executes the fault, now fatal */
+}
+
+void cf_coro_install_overflow_handler(void)
+{
+    /* Kept for the thread's life: the handler may run at any time. */
+    static __thread void *alt_stack;
+    if (alt_stack)
+        return;
+    size_t alt_size = 64 * 1024;
+    alt_stack = malloc(alt_size);
+    stack_t ss = {.ss_sp = alt_stack, .ss_size = alt_size, .ss_flags = 0};
+    if (!ss.ss_sp || sigaltstack(&ss, NULL) != 0)
+        return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &previous_segv);
+}
