@@ -42,7 +42,8 @@ void *cf_arena_alloc(cf_arena *a, size_t size)
     if (size == 0)
         size = 1;
     char *p = align_up(a->ptr);
-    if (p && size <= (size_t)(a->end - p)) {
+    /* Aligning may step past the end of a first block of odd size. */
+    if (p && p <= a->end && size <= (size_t)(a->end - p)) {
         a->ptr = p + size;
         return p;
     }

@@ -41,6 +41,7 @@
 void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
 void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
                                      size_t *size_old);
+void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
 #endif
 
 #if defined(__has_include)
@@ -239,6 +240,12 @@ cf_coro *cf_coro_new(cf_coro_fn fn, void *arg)
     cf_coro *co = stack_alloc();
     if (!co)
         return NULL;
+#ifdef CF_HAVE_ASAN
+    /* A pooled stack still carries the poisoned redzones of the frames its
+     * last coroutine never returned from (cf__coro_main's, and whatever was
+     * suspended there): clear them, or the new frames trip over them. */
+    __asan_unpoison_memory_region(stack_bottom(co), stack_len(co));
+#endif
     co->fn = fn;
     co->arg = arg;
     co->label = NULL;
@@ -254,14 +261,21 @@ cf_coro *cf_coro_new(cf_coro_fn fn, void *arg)
     co->ctx.uc_link = NULL;
     makecontext(&co->ctx, ucontext_entry, 0);
 #else
-    /* Fake the frame cf__ctx_switch pops: six callee-saved registers (rbx or
-     * x19 carrying co) and a return address into cf__coro_start. */
+    /* Fake the frame cf__ctx_switch pops: the callee-saved registers (rbx or
+     * x19 carrying co) and a return address into cf__coro_start; on x86_64
+     * also the FP control words, inherited from the creating thread. */
     uintptr_t top = (uintptr_t)co & ~(uintptr_t)15;
 #if defined(__x86_64__)
-    void **sp = (void **)(top - 56);
-    memset(sp, 0, 56);
-    sp[4] = co;                     /* rbx */
-    sp[6] = (void *)cf__coro_start; /* return address */
+    void **sp = (void **)(top - 64);
+    memset(sp, 0, 64);
+    uint32_t mxcsr;
+    uint16_t x87cw;
+    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+    __asm__ volatile("fnstcw %0" : "=m"(x87cw));
+    memcpy((char *)sp, &mxcsr, 4);     /* popped by ldmxcsr (%rsp) */
+    memcpy((char *)sp + 4, &x87cw, 2); /* and fldcw 4(%rsp) */
+    sp[5] = co;                     /* rbx */
+    sp[7] = (void *)cf__coro_start; /* return address */
 #elif defined(__aarch64__)
     void **sp = (void **)(top - 160);
     memset(sp, 0, 160);

@@ -93,6 +93,59 @@ static bool prefix_ci(const uint8_t *s, size_t n, const char *lit, size_t litlen
 
 static inline bool ows(uint8_t c) { return c == ' ' || c == '\t'; }
 
+/* Field values and targets are most of a head's bytes, so they are scanned
+ * eight at a time: a word passes when none of its bytes can end the run.
+ * The bit tricks below are exact as booleans (a borrow can only spread from
+ * a byte that really matches), which is all the fast path needs; anything
+ * flagged, a legitimate HTAB included, is settled byte by byte. */
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+#define HAS_LESS(x, n) (((x) - ONES * (n)) & ~(x) & HIGHS) /* a byte < n (n <= 128) */
+#define HAS_BYTE(x, b) HAS_LESS((x) ^ (ONES * (b)), 1)   /* a byte == b */
+
+static inline uint64_t load8(const uint8_t *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8); /* one unaligned load on the targets we care about */
+    return x;
+}
+
+/* End of the run of C_VALUE bytes starting at p. */
+static const uint8_t *scan_value(const uint8_t *p, const uint8_t *end)
+{
+    for (;;) {
+        while (end - p >= 8) {
+            uint64_t x = load8(p);
+            if (HAS_LESS(x, 0x20) | HAS_BYTE(x, 0x7f))
+                break;
+            p += 8;
+        }
+        const uint8_t *lim = end - p > 8 ? p + 8 : end;
+        while (p < lim && IS(*p, C_VALUE))
+            p++;
+        if (p < lim || p == end)
+            return p;
+    }
+}
+
+/* End of the run of C_TARGET bytes starting at p, looking no further than end. */
+static const uint8_t *scan_target(const uint8_t *p, const uint8_t *end)
+{
+    for (;;) {
+        while (end - p >= 8) {
+            uint64_t x = load8(p);
+            if (HAS_LESS(x, 0x21) | (x & HIGHS) | HAS_BYTE(x, 0x7f) | HAS_BYTE(x, '#'))
+                break;
+            p += 8;
+        }
+        const uint8_t *lim = end - p > 8 ? p + 8 : end;
+        while (p < lim && IS(*p, C_TARGET))
+            p++;
+        if (p < lim || p == end)
+            return p;
+    }
+}
+
 /* Split a comma-separated list value (RFC 9110 §5.6.1): returns the end of
  * the element starting at p (the ',' or end) and sets *e, *elen to the
  * element with its OWS trimmed. Empty elements are reported, not skipped:
@@ -419,8 +472,7 @@ int cf_http_parse_head(const char *buf, size_t len, const cf_http_limits *lim,
     const uint8_t *t = p;
     size_t avail = (size_t)(end - t);
     const uint8_t *tl = t + (avail > max_target ? max_target + 1 : avail);
-    while (p < tl && IS(*p, C_TARGET))
-        p++;
+    p = scan_target(p, tl);
     if ((size_t)(p - t) > max_target)
         FAIL(414, "request target too long");
     if (p == end) {
@@ -490,8 +542,7 @@ int cf_http_parse_head(const char *buf, size_t len, const cf_http_limits *lim,
         while (p < end && ows(*p))
             p++;
         const uint8_t *v = p;
-        while (p < end && IS(*p, C_VALUE))
-            p++;
+        p = scan_value(p, end);
         if (p == end)
             goto incomplete;
         if (*p != '\r')

@@ -618,6 +618,42 @@ static void test_bytes(void)
     }
 }
 
+/* Long values and targets go through the word-at-a-time scan: put every
+ * byte at every position of a 24-byte run. */
+static void test_bytes_long(void)
+{
+    static char buf[256];
+    cf_http_head h;
+    int st;
+    const char *why;
+    for (int c = 0; c < 256; c++) {
+        bool vok = c == '\t' || c == ' ' || (c >= 0x21 && c <= 0x7e) || c >= 0x80;
+        bool tok = c >= 0x21 && c <= 0x7e && c != '#';
+        for (int k = 0; k < 24; k++) {
+            int n = sprintf(buf, "GET / HTTP/1.1\r\nHost: a\r\nX: v%.24s\r\nY: 1\r\n\r\n",
+                            "abcdefghijklmnopqrstuvwx");
+            buf[28 + k] = (char)c;
+            int r = parse(buf, (size_t)n, &lim_test, &h, &st, &why);
+            if (vok != (r == n))
+                fprintf(stderr, "value byte 0x%02x at %d gave %d\n", c, k, r);
+            CHECK(vok ? r == n : r == -1 && st == 400);
+
+            n = sprintf(buf, "GET /%.24s HTTP/1.1\r\nHost: a\r\n\r\n", "abcdefghijklmnopqrstuvwx");
+            buf[5 + k] = (char)c;
+            r = parse(buf, (size_t)n, &lim_test, &h, &st, &why);
+            if (c != ' ') {
+                if (tok != (r == n))
+                    fprintf(stderr, "target byte 0x%02x at %d gave %d\n", c, k, r);
+                CHECK(tok ? r == n : r == -1 && st == 400);
+            }
+        }
+    }
+    /* tabs inside a long value are kept, and the value still ends at CR */
+    static const char tabs[] = "GET / HTTP/1.1\r\nHost: a\r\nX: a\tb\tc\td\te\tf\tg\th\ti\tj\tk \t\r\n\r\n";
+    CHECK_INT(parse(tabs, strlen(tabs), &lim_test, &h, &st, &why), strlen(tabs));
+    CHECK_STR(dup(h.fields[1].value, h.fields[1].value_len), "a\tb\tc\td\te\tf\tg\th\ti\tj\tk");
+}
+
 /* ------------------------------------------------------------------ */
 /* Chunked decoder                                                    */
 /* ------------------------------------------------------------------ */
@@ -830,6 +866,7 @@ int main(void)
     test_pipelined();
     test_limits();
     test_bytes();
+    test_bytes_long();
     test_chunked_table();
     test_chunked_misc();
     return CHECK_DONE();

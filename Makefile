@@ -1,0 +1,58 @@
+# Carafe — the README's two commands (`make run`, `make test`) and the
+# usual targets. Each installs missing Debian packages first.
+
+BUILD        ?= build
+ASAN_BUILD   ?= build-asan
+FUZZ_BUILD   ?= build-fuzz
+PREFIX       ?= /usr/local
+PORT         ?= 8000
+FUZZ_SECONDS ?= 60
+JOBS         ?= $(shell nproc)
+BENCH        ?= ../shared/bench/run
+
+.PHONY: all deps build run test test-release test-asan fuzz install bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+	cmake --build $(BUILD) -j$(JOBS)
+
+# Serves the flagship example on http://127.0.0.1:$(PORT).
+run: build
+	PORT=$(PORT) $(BUILD)/examples/hello
+
+# The whole suite: optimized build, then ASan+UBSan build, then the parser
+# fuzzer for $(FUZZ_SECONDS) seconds.
+test: test-release test-asan fuzz
+
+test-release: build
+	cd $(BUILD) && ctest --output-on-failure -j2
+
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCF_SANITIZE=ON
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j2
+
+fuzz: deps
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCF_FUZZ=ON \
+	  -DCF_BUILD_TESTS=ON -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined"
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_parser
+	mkdir -p $(FUZZ_BUILD)/corpus
+	$(FUZZ_BUILD)/tests/fuzz_parser -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  $(FUZZ_BUILD)/corpus tests/fuzz/corpus_parser
+
+install: build
+	cmake --install $(BUILD)
+
+# Carafe's bench server against the peers (see examples/bench/README.md).
+bench: build
+	PROJECT_BENCH_CMD='exec $(CURDIR)/$(BUILD)/examples/bench' \
+	PROJECT_SCENARIOS=plaintext,json,sleep100 \
+	$(BENCH) --only project,nginx,kore,fastapi-uvicorn --scenarios plaintext,json,sleep100
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

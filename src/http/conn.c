@@ -1,0 +1,677 @@
+/*
+ * conn.c — an HTTP/1.1 connection: reading and framing requests, handing
+ * them to the app pipeline, writing responses, keep-alive, pipelining,
+ * timeouts and closing.
+ *
+ * One request per connection is in flight at a time; bytes of pipelined
+ * requests wait in the read buffer and are parsed once the previous
+ * request has finished, so responses leave in request order by
+ * construction. While a handler runs the connection keeps reading, so a
+ * client that goes away is noticed at once and the request is cancelled.
+ *
+ * Errors in framing (RFC 9112) are answered with their status and
+ * "Connection: close", then the connection is closed gracefully: we shut
+ * down our side and drain what the client still sends for a moment, so
+ * the client reads the error instead of a reset.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "app/req.h"
+#include "server/worker.h"
+
+enum conn_state {
+    S_HEAD,       /* waiting for (the rest of) a request head */
+    S_BODY,       /* reading a Content-Length body straight into the request */
+    S_CHUNKED,    /* decoding a chunked body */
+    S_HANDLING,   /* the request is in the pipeline */
+    S_LINGER,     /* our side is shut down; draining until EOF or timeout */
+};
+
+enum timer_kind { T_NONE, T_IDLE, T_HEADER, T_BODY, T_LINGER };
+
+struct cf_conn {
+    uv_tcp_t tcp;
+    cf_worker *w;
+    cf_conn *next, *prev;
+    enum conn_state state;
+    char *buf;         /* read buffer: request heads and pipelined bytes */
+    size_t pos, len, cap;
+    cf_req *rq;        /* request being read or handled */
+    size_t body_got, body_cap;
+    size_t max_body;
+    cf_chunked chunked;
+    cf_timer timer;
+    enum timer_kind timer_kind;
+    uint64_t deadline;
+    int refs;          /* the handle, the request in flight, pending writes */
+    bool closing;      /* uv_close called */
+    bool keep_alive;   /* after the current response */
+    bool processing;   /* inside process(): do not re-enter */
+    bool read_paused;
+    bool first_request;
+    char peer[64];
+};
+
+#define BUF_INITIAL 4096
+#define BUF_MAX_PIPELINE (64 * 1024) /* beyond head limit, buffered while busy */
+#define LINGER_MS 2000
+
+static void process(cf_conn *c);
+static void conn_close(cf_conn *c);
+static void start_reading(cf_conn *c);
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+static void conn_unref(cf_conn *c)
+{
+    if (--c->refs > 0)
+        return;
+    cf_worker *w = c->w;
+    free(c->buf);
+    free(c);
+    cf_worker_conn_closed(w);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    cf_conn *c = h->data;
+    conn_unref(c);
+}
+
+static void conn_close(cf_conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    cf_timer_stop(&c->timer);
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->w->conns = c->next;
+    c->w->nconns--;
+    if (c->rq && c->state == S_HANDLING)
+        cf_req_cancel(c->rq); /* the client is gone: stop its work */
+    else if (c->rq) {
+        cf_req_free(c->rq); /* read but never dispatched */
+        c->rq = NULL;
+    }
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+/* ---- timers ----------------------------------------------------------------- */
+
+static int64_t timer_ms(cf_conn *c, enum timer_kind kind)
+{
+    const int64_t *opt = c->w->app->opt;
+    switch (kind) {
+    case T_IDLE: return opt[CF_OPT_KEEPALIVE_TIMEOUT];
+    case T_HEADER: return opt[CF_OPT_HEADER_TIMEOUT];
+    case T_BODY: return opt[CF_OPT_BODY_TIMEOUT];
+    case T_LINGER: return LINGER_MS;
+    default: return 0;
+    }
+}
+
+static void timeout_response(cf_conn *c, const char *what)
+{
+    char msg[256];
+    int bl = (int)strlen(what) + 22;
+    int n = snprintf(msg, sizeof msg,
+                     "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: %d\r\nConnection: close\r\n\r\n408 Request Timeout: %s\n",
+                     bl, what);
+    uv_buf_t b = uv_buf_init(msg, (unsigned)n);
+    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+}
+
+static void on_timer(cf_timer *t)
+{
+    cf_conn *c = (cf_conn *)((char *)t - offsetof(cf_conn, timer));
+    if (c->timer_kind == T_NONE)
+        return;
+    uint64_t now = uv_now(c->w->loop);
+    if (now < c->deadline) { /* the deadline moved since the timer was set */
+        cf_timer_start(&c->timer, c->deadline - now);
+        return;
+    }
+    enum timer_kind kind = c->timer_kind;
+    c->timer_kind = T_NONE;
+    if (kind == T_HEADER && c->len > c->pos)
+        timeout_response(c, "header timeout");
+    else if (kind == T_BODY)
+        timeout_response(c, "body timeout");
+    conn_close(c);
+}
+
+/* Timers are set and cleared on every request, so they are lazy: moving a
+ * deadline later only records it, and the heap timer re-arms itself when
+ * it fires early. That keeps heap operations off the hot path. */
+static void set_timer(cf_conn *c, enum timer_kind kind)
+{
+    c->timer_kind = kind;
+    if (kind == T_NONE)
+        return;
+    uint64_t deadline = uv_now(c->w->loop) + (uint64_t)timer_ms(c, kind);
+    c->deadline = deadline;
+    if (!cf_timer_active(&c->timer) || c->timer.due > deadline)
+        cf_timer_start(&c->timer, deadline - uv_now(c->w->loop));
+}
+
+/* ---- writing ------------------------------------------------------------------ */
+
+typedef struct write_req {
+    uv_write_t uv;
+    cf_conn *c;
+    size_t len;
+    char data[];
+} write_req;
+
+static void on_written(uv_write_t *u, int status)
+{
+    write_req *wr = (write_req *)u;
+    cf_conn *c = wr->c;
+    free(wr);
+    if (status < 0)
+        conn_close(c);
+    conn_unref(c);
+}
+
+/* Write bufs: as much as the socket takes now, the rest copied and queued
+ * (so the caller's memory may go right away). */
+static void write_bufs(cf_conn *c, uv_buf_t *bufs, unsigned n)
+{
+    if (c->closing)
+        return;
+    int done = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    size_t skip = done > 0 ? (size_t)done : 0, rest = 0;
+    if (done < 0 && done != UV_EAGAIN) {
+        conn_close(c);
+        return;
+    }
+    for (unsigned i = 0; i < n; i++)
+        rest += bufs[i].len;
+    rest -= skip;
+    if (!rest)
+        return;
+    write_req *wr = malloc(sizeof *wr + rest);
+    if (!wr) {
+        conn_close(c);
+        return;
+    }
+    size_t o = 0;
+    for (unsigned i = 0; i < n; i++) {
+        size_t l = bufs[i].len;
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        memcpy(wr->data + o, bufs[i].base + skip, l - skip);
+        o += l - skip;
+        skip = 0;
+    }
+    wr->c = c;
+    wr->len = rest;
+    uv_buf_t b = uv_buf_init(wr->data, (unsigned)rest);
+    if (uv_write(&wr->uv, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+        free(wr);
+        conn_close(c);
+        return;
+    }
+    c->refs++;
+}
+
+static void on_shutdown(uv_shutdown_t *s, int status)
+{
+    cf_conn *c = s->data;
+    free(s);
+    if (status < 0)
+        conn_close(c);
+    conn_unref(c);
+}
+
+/* Stop sending, drain input for a while, then close (see the top). */
+static void linger_close(cf_conn *c)
+{
+    if (c->closing || c->state == S_LINGER)
+        return;
+    c->state = S_LINGER;
+    if (c->rq && !c->rq->sent) {
+        cf_req_free(c->rq);
+        c->rq = NULL;
+    }
+    uv_shutdown_t *s = malloc(sizeof *s);
+    if (!s || uv_shutdown(s, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        free(s);
+        conn_close(c);
+        return;
+    }
+    s->data = c;
+    c->refs++;
+    set_timer(c, T_LINGER);
+    if (c->read_paused)
+        start_reading(c);
+}
+
+static void error_response(cf_conn *c, int status, const char *reason)
+{
+    char body[256], head[256];
+    int bl = snprintf(body, sizeof body, "%d %s: %s\n", status, cf_reason_phrase(status), reason);
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain; charset=utf-8\r\n"
+                      "Content-Length: %d\r\nConnection: close\r\n\r\n",
+                      status, cf_reason_phrase(status), cf_worker_date(c->w), bl);
+    uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hl), uv_buf_init(body, (unsigned)bl)};
+    write_bufs(c, bufs, 2);
+    if (c->w->access_log) {
+        char line[512];
+        int n = snprintf(line, sizeof line, "%s \"-\" %d %d (%s)\n", c->peer, status, bl, reason);
+        cf_worker_log(c->w, line, (size_t)n);
+    }
+    linger_close(c);
+}
+
+static inline char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+static inline char *put_str(char *p, const char *s) { return put(p, s, strlen(s)); }
+
+static char *put_uint(char *p, size_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+static bool framing_header(const char *name)
+{
+    return strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Connection") == 0 ||
+           strcasecmp(name, "Transfer-Encoding") == 0;
+}
+
+/* The pipeline's transport hook: serialize and write the response. This
+ * runs for every request, hence the hand-rolled formatting. */
+static void send_response(cf_req *rq)
+{
+    cf_conn *c = rq->tp_ctx;
+    if (c->closing)
+        return;
+    cf_worker *w = c->w;
+    bool close = !rq->keep_alive || w->stopping;
+    int status = rq->status;
+    bool has_entity = status >= 200 && status != 204 && status != 304;
+    size_t need = 256 + (rq->content_type ? strlen(rq->content_type) : 0);
+    for (size_t i = 0; i < rq->resp_headers.len; i++)
+        need += strlen(rq->resp_headers.items[i].name) + strlen(rq->resp_headers.items[i].value) + 4;
+    char stackbuf[1024];
+    char *head = need <= sizeof stackbuf ? stackbuf : cf_alloc(rq, need);
+    char *p = PUT_LIT(head, "HTTP/1.1 ");
+    p = put_uint(p, (size_t)status);
+    *p++ = ' ';
+    p = put_str(p, cf_reason_phrase(status));
+    p = PUT_LIT(p, "\r\nServer: carafe\r\n");
+    p = put_str(p, cf_worker_date(w));
+    bool user_ct = false;
+    for (size_t i = 0; i < rq->resp_headers.len; i++) {
+        cf_kv *h = &rq->resp_headers.items[i];
+        if (framing_header(h->name))
+            continue; /* framing is ours to decide */
+        user_ct |= strcasecmp(h->name, "Content-Type") == 0;
+        p = put_str(p, h->name);
+        p = PUT_LIT(p, ": ");
+        p = put_str(p, h->value);
+        p = PUT_LIT(p, "\r\n");
+    }
+    if (rq->content_type && !user_ct && has_entity) {
+        p = PUT_LIT(p, "Content-Type: ");
+        p = put_str(p, rq->content_type);
+        p = PUT_LIT(p, "\r\n");
+    }
+    if (has_entity) {
+        p = PUT_LIT(p, "Content-Length: ");
+        p = put_uint(p, rq->resp_len);
+        p = PUT_LIT(p, "\r\n");
+    }
+    if (close)
+        p = PUT_LIT(p, "Connection: close\r\n");
+    else if (rq->minor == 0)
+        p = PUT_LIT(p, "Connection: keep-alive\r\n");
+    p = PUT_LIT(p, "\r\n");
+    uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)(p - head)),
+                        uv_buf_init(rq->resp_body, (unsigned)rq->resp_len)};
+    bool body = has_entity && !rq->is_head && rq->resp_len;
+    write_bufs(c, bufs, body ? 2 : 1);
+    rq->bytes_sent = body ? rq->resp_len : 0;
+    c->keep_alive = !close;
+
+    if (w->access_log) {
+        char line[1024];
+        double ms = (double)(cf_now_ns() - rq->start_ns) / 1e6;
+        int n = snprintf(line, sizeof line, "%s \"%s %.400s HTTP/1.%d\" %d %zu %.3fms\n", c->peer,
+                         rq->method, rq->target, rq->minor, status, rq->bytes_sent, ms);
+        if (n > (int)sizeof line - 1)
+            n = (int)sizeof line - 1, line[n - 1] = '\n';
+        cf_worker_log(w, line, (size_t)n);
+    }
+}
+
+/* The request has ended (teardown done, its tasks finished). */
+static void request_finished(cf_req *rq)
+{
+    cf_conn *c = rq->tp_ctx;
+    c->rq = NULL;
+    if (!c->closing) {
+        if (c->keep_alive && !c->w->stopping) {
+            c->state = S_HEAD;
+            c->first_request = false;
+            set_timer(c, c->len > c->pos ? T_HEADER : T_IDLE);
+            if (c->read_paused)
+                start_reading(c);
+            if (!c->processing)
+                process(c);
+        } else {
+            linger_close(c);
+        }
+    }
+    conn_unref(c);
+}
+
+static const cf_transport http_transport = {send_response, request_finished};
+
+/* ---- reading ------------------------------------------------------------------ */
+
+static void dispatch(cf_conn *c)
+{
+    c->state = S_HANDLING;
+    set_timer(c, T_NONE);
+    c->refs++; /* released in request_finished */
+    cf_req_dispatch(c->rq);
+}
+
+static void consume(cf_conn *c, size_t n)
+{
+    c->pos += n;
+    if (c->pos == c->len)
+        c->pos = c->len = 0;
+}
+
+/* Start reading a body: returns false if the connection is done with. */
+static void begin_request(cf_conn *c, const cf_http_head *h, size_t head_len)
+{
+    cf_req *rq = cf_req_new(c->w->app, &http_transport, c);
+    if (!rq) {
+        error_response(c, 503, "out of memory");
+        return;
+    }
+    const char *reason = NULL;
+    int status = cf_req_set_head(rq, h, c->buf + c->pos, head_len, &reason);
+    consume(c, head_len);
+    if (status) {
+        cf_req_free(rq);
+        error_response(c, status, reason);
+        return;
+    }
+    c->rq = rq;
+    cf_req_route(rq);
+    c->max_body = cf_req_max_body(rq);
+    c->body_got = 0;
+    if (h->chunked) {
+        cf_chunked_init(&c->chunked);
+        c->body_cap = 0;
+        rq->body = NULL;
+        c->state = S_CHUNKED;
+    } else if (h->content_length > 0) {
+        if ((uint64_t)h->content_length > c->max_body) {
+            error_response(c, 413, "the request body is larger than the limit");
+            return;
+        }
+        rq->body_len = (size_t)h->content_length;
+        rq->body = cf_alloc(rq, rq->body_len + 1);
+        size_t avail = c->len - c->pos;
+        size_t take = avail < rq->body_len ? avail : rq->body_len;
+        memcpy(rq->body, c->buf + c->pos, take);
+        consume(c, take);
+        c->body_got = take;
+        rq->body[rq->body_len] = 0;
+        c->state = S_BODY;
+    } else {
+        dispatch(c);
+        return;
+    }
+    if (h->expect_continue && h->minor == 1 && c->len == c->pos) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        uv_buf_t b = uv_buf_init((char *)cont, sizeof cont - 1);
+        write_bufs(c, &b, 1);
+    }
+    if (c->state == S_BODY && c->body_got == rq->body_len)
+        dispatch(c);
+    else
+        set_timer(c, T_BODY);
+}
+
+static void chunked_step(cf_conn *c)
+{
+    size_t used = 0, out = 0;
+    const char *reason = NULL;
+    char *in = c->buf + c->pos;
+    int r = cf_chunked_decode(&c->chunked, in, c->len - c->pos, &used, &out, &reason);
+    if (r < 0) {
+        error_response(c, 400, reason ? reason : "bad chunked body");
+        return;
+    }
+    cf_req *rq = c->rq;
+    if (out) {
+        if (c->body_got + out > c->max_body) {
+            error_response(c, 413, "the request body is larger than the limit");
+            return;
+        }
+        if (c->body_got + out + 1 > c->body_cap) {
+            size_t cap = c->body_cap ? c->body_cap * 2 : 4096;
+            while (cap < c->body_got + out + 1)
+                cap *= 2;
+            if (cap > c->max_body + 1)
+                cap = c->max_body + 1;
+            rq->body = cf_arena_realloc(&rq->arena, rq->body, c->body_got, cap);
+            c->body_cap = cap;
+        }
+        memcpy(rq->body + c->body_got, in, out);
+        c->body_got += out;
+    }
+    consume(c, used);
+    if (r == 1) {
+        if (!rq->body)
+            rq->body = cf_alloc(rq, 1);
+        rq->body[c->body_got] = 0;
+        rq->body_len = c->body_got;
+        dispatch(c);
+    } else {
+        set_timer(c, T_BODY);
+    }
+}
+
+static void process(cf_conn *c)
+{
+    c->processing = true;
+    while (!c->closing) {
+        if (c->state == S_HEAD) {
+            if (c->len == c->pos)
+                break;
+            cf_hfield fields[128];
+            cf_http_head h;
+            int status = 0;
+            const char *reason = NULL;
+            size_t nf = c->w->limits.max_fields < 128 ? c->w->limits.max_fields : 128;
+            int r = cf_http_parse_head(c->buf + c->pos, c->len - c->pos, &c->w->limits, &h, fields,
+                                       nf, &status, &reason);
+            if (r < 0) {
+                error_response(c, status, reason);
+                break;
+            }
+            if (r == 0) {
+                if (c->timer_kind != T_HEADER)
+                    set_timer(c, T_HEADER); /* the clock starts at the first byte */
+                break;
+            }
+            begin_request(c, &h, (size_t)r);
+        } else if (c->state == S_CHUNKED) {
+            if (c->len == c->pos)
+                break;
+            chunked_step(c);
+            if (c->state == S_CHUNKED)
+                break;
+        } else {
+            break; /* S_BODY reads straight into the request; others wait */
+        }
+    }
+    c->processing = false;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
+{
+    cf_conn *c = h->data;
+    (void)suggested;
+    if (c->state == S_BODY && c->rq) {
+        /* Content-Length bodies go straight to their final place. */
+        out->base = c->rq->body + c->body_got;
+        out->len = c->rq->body_len - c->body_got;
+        return;
+    }
+    if (c->pos > 0 && c->pos == c->len)
+        c->pos = c->len = 0;
+    if (c->cap - c->len < 1024) {
+        if (c->pos > 0) { /* reclaim consumed space first */
+            memmove(c->buf, c->buf + c->pos, c->len - c->pos);
+            c->len -= c->pos;
+            c->pos = 0;
+        }
+        size_t limit = c->w->limits.max_header + BUF_MAX_PIPELINE;
+        if (c->cap - c->len < 1024 && c->cap < limit) {
+            size_t cap = c->cap * 2 > limit ? limit : c->cap * 2;
+            char *b = realloc(c->buf, cap);
+            if (b) {
+                c->buf = b;
+                c->cap = cap;
+            }
+        }
+    }
+    out->base = c->buf + c->len;
+    out->len = c->cap - c->len;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    cf_conn *c = s->data;
+    (void)b;
+    if (n == 0)
+        return;
+    if (n == UV_ENOBUFS) {
+        /* Buffer full while a request is in the pipeline: wait for it. */
+        uv_read_stop(s);
+        c->read_paused = true;
+        return;
+    }
+    if (n < 0) {
+        /* EOF or error. A request in the pipeline is cancelled (client
+         * gone); a lingering close is complete. */
+        conn_close(c);
+        return;
+    }
+    if (c->state == S_LINGER) {
+        c->pos = c->len = 0; /* discard */
+        return;
+    }
+    if (c->state == S_BODY) {
+        c->body_got += (size_t)n;
+        if (c->body_got == c->rq->body_len)
+            dispatch(c);
+        else
+            set_timer(c, T_BODY);
+        return;
+    }
+    c->len += (size_t)n;
+    if (c->state == S_HANDLING && c->len - c->pos >= c->cap - 1024 &&
+        c->cap >= c->w->limits.max_header + BUF_MAX_PIPELINE) {
+        uv_read_stop(s);
+        c->read_paused = true;
+    }
+    if (!c->processing)
+        process(c);
+}
+
+static void start_reading(cf_conn *c)
+{
+    c->read_paused = false;
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+        conn_close(c);
+}
+
+void cf_conn_accept(cf_worker *w)
+{
+    cf_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    uv_tcp_init(w->loop, &c->tcp);
+    c->tcp.data = c;
+    c->w = w;
+    c->refs = 1;
+    if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
+        c->closing = true;
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+        w->nconns++; /* balanced by cf_worker_conn_closed via conn_unref */
+        return;
+    }
+    w->nconns++;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    if (w->nconns > w->max_conns || w->stopping) {
+        static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                                   "Content-Length: 33\r\nConnection: close\r\n\r\n"
+                                   "503 Service Unavailable: too busy\n";
+        uv_buf_t b = uv_buf_init((char *)busy, sizeof busy - 1);
+        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        conn_close(c);
+        return;
+    }
+    c->buf = malloc(BUF_INITIAL);
+    c->cap = c->buf ? BUF_INITIAL : 0;
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    strcpy(c->peer, "-");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
+        else if (ss.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
+    }
+    cf_timer_init(&c->timer, on_timer);
+    c->state = S_HEAD;
+    c->first_request = true;
+    set_timer(c, T_HEADER);
+    start_reading(c);
+}
+
+void cf_conn_close_idle(cf_worker *w)
+{
+    for (cf_conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == S_HEAD && c->len == c->pos)
+            conn_close(c);
+    }
+}
