@@ -47,6 +47,7 @@ fuzz: deps
 
 install: build
 	cmake --install $(BUILD)
+	-[ "$$(id -u)" -ne 0 ] || ldconfig
 
 # Carafe's bench server against the peers (see examples/bench/README.md).
 bench: build
