@@ -18,6 +18,7 @@
  */
 #include "core/coro.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -214,6 +215,20 @@ void cf__coro_main(cf_coro *co);
 
 #ifdef CF_CORO_UCONTEXT
 static void ucontext_entry(void) { cf__coro_main(current); }
+
+/* getcontext "returns twice" as far as the compiler knows, so in a caller
+ * with more live locals an optimising build warns (-Wclobbered, an error
+ * with -Werror); nothing ever resumes this context after makecontext, so
+ * keeping the call in a small function of its own is enough. */
+static __attribute__((noinline)) void ucontext_prepare(cf_coro *co)
+{
+    ucontext_t *ctx = &co->ctx;
+    getcontext(ctx);
+    ctx->uc_stack.ss_sp = co->map + page_size();
+    ctx->uc_stack.ss_size = (size_t)((char *)co - (co->map + page_size()));
+    ctx->uc_link = NULL;
+    makecontext(ctx, ucontext_entry, 0);
+}
 #else
 void cf__ctx_switch(void **save_sp, void *load_sp);
 void cf__coro_start(void);
@@ -255,11 +270,7 @@ cf_coro *cf_coro_new(cf_coro_fn fn, void *arg)
     co->fake_stack = NULL;
 #endif
 #ifdef CF_CORO_UCONTEXT
-    getcontext(&co->ctx);
-    co->ctx.uc_stack.ss_sp = stack_bottom(co);
-    co->ctx.uc_stack.ss_size = stack_len(co);
-    co->ctx.uc_link = NULL;
-    makecontext(&co->ctx, ucontext_entry, 0);
+    ucontext_prepare(co);
 #else
     /* Fake the frame cf__ctx_switch pops: the callee-saved registers (rbx or
      * x19 carrying co) and a return address into cf__coro_start; on x86_64
@@ -368,21 +379,58 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
     signal(SIGSEGV, SIG_DFL); /* returning re-executes the fault, now fatal */
 }
 
-void cf_coro_install_overflow_handler(void)
+/* An alternate signal stack we allocated for a thread is released when the
+ * thread exits: a loop thread may be short-lived (a test client's). */
+static pthread_key_t alt_stack_key;
+static pthread_once_t alt_stack_once = PTHREAD_ONCE_INIT;
+
+static void alt_stack_free(void *p)
 {
-    /* Kept for the thread's life: the handler may run at any time. */
-    static __thread void *alt_stack;
-    if (alt_stack)
-        return;
-    size_t alt_size = 64 * 1024;
-    alt_stack = malloc(alt_size);
-    stack_t ss = {.ss_sp = alt_stack, .ss_size = alt_size, .ss_flags = 0};
-    if (!ss.ss_sp || sigaltstack(&ss, NULL) != 0)
-        return;
+    stack_t ss;
+    memset(&ss, 0, sizeof ss);
+    ss.ss_flags = SS_DISABLE;
+    sigaltstack(&ss, NULL);
+    free(p);
+}
+static void alt_stack_key_init(void) { (void)pthread_key_create(&alt_stack_key, alt_stack_free); }
+
+/* The handler is process-wide: install it once. A second loop thread doing
+ * it again would save our own handler as "previous" and chain to itself. */
+static pthread_once_t segv_once = PTHREAD_ONCE_INIT;
+static void segv_install(void)
+{
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_segv;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &previous_segv);
+}
+
+void cf_coro_install_overflow_handler(void)
+{
+    static __thread bool done;
+    if (done)
+        return;
+    done = true;
+    /* The handler needs an alternate stack (the faulting one is full). A
+     * thread that has one already keeps it: AddressSanitizer gives every
+     * thread its own and unmaps it at thread exit, so replacing it makes
+     * ASan fail then. */
+    stack_t cur;
+    if (sigaltstack(NULL, &cur) != 0 || (cur.ss_flags & SS_DISABLE)) {
+        size_t alt_size = 64 * 1024;
+        void *alt = malloc(alt_size);
+        stack_t ss;
+        memset(&ss, 0, sizeof ss);
+        ss.ss_sp = alt;
+        ss.ss_size = alt_size;
+        if (!alt || sigaltstack(&ss, NULL) != 0) {
+            free(alt);
+            return;
+        }
+        pthread_once(&alt_stack_once, alt_stack_key_init);
+        pthread_setspecific(alt_stack_key, alt);
+    }
+    pthread_once(&segv_once, segv_install);
 }

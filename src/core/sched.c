@@ -89,6 +89,10 @@ void cf_timer_start(cf_timer *t, uint64_t ms)
         s->heap = h;
         s->heap_cap = cap;
     }
+    /* The loop's cached time is that of the start of its iteration; a
+     * handler that ran long since (or a test client that left the loop
+     * idle) would otherwise get a timer that fires early. */
+    uv_update_time(s->loop);
     t->due = uv_now(s->loop) + ms;
     t->idx = s->heap_len;
     s->heap[s->heap_len++] = t;
@@ -110,7 +114,11 @@ void cf_timer_stop(cf_timer *t)
         heap_down(s->heap, s->heap_len, i);
         heap_up(s->heap, i);
     }
-    /* The libuv timer may now fire early; on_uv_timer then just re-arms. */
+    /* The libuv timer may now fire early; on_uv_timer then just re-arms.
+     * With no timer left it must stop: an armed libuv timer keeps the loop
+     * alive (a shutdown would wait for a timeout nobody awaits any more). */
+    if (s->heap_len == 0)
+        uv_timer_stop(&s->uv_timer);
 }
 
 /* ---- scheduler -------------------------------------------------------- */

@@ -75,6 +75,12 @@ static int wait_on(void *const *aws, size_t n, int64_t timeout_ms, int mode)
         rc = cf_task_suspend(t);
         cf_timer_stop(&t->timer);
         t->wait_mode = 0;
+        /* Cancelling a task cancels what it owns first, and an awaited job
+         * that completes on cancel wakes the task as if the condition held:
+         * the caller was cancelled all the same, and must hear so (an
+         * await_any must not return an index then). */
+        if (t->cancelled && !t->shielded)
+            rc = CF_ECANCELED;
     }
     clear_waiter(aws, n, t);
     return rc;
@@ -147,7 +153,8 @@ cf_task *cf_spawn(cf_req *rq, cf_task_fn fn, void *arg)
 {
     if (!cf_on_loop_thread() || !fn)
         return NULL;
-    return cf_task_start(NULL, cf__req_scope(rq), rq, fn, arg, NULL);
+    /* Labelled with the request, so a crash report names it. */
+    return cf_task_start(NULL, cf__req_scope(rq), rq, fn, arg, rq->label);
 }
 
 void cf_cancel(void *awaitable)

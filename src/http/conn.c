@@ -628,6 +628,9 @@ void cf_conn_accept(cf_worker *w)
     c->tcp.data = c;
     c->w = w;
     c->refs = 1;
+    /* Before anything can call conn_close: a zeroed timer looks active
+     * (idx 0) and stopping it would take another timer out of the heap. */
+    cf_timer_init(&c->timer, on_timer);
     if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
         c->closing = true;
         uv_close((uv_handle_t *)&c->tcp, on_closed);
@@ -660,7 +663,6 @@ void cf_conn_accept(cf_worker *w)
         else if (ss.ss_family == AF_INET6)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
     }
-    cf_timer_init(&c->timer, on_timer);
     c->state = S_HEAD;
     c->first_request = true;
     set_timer(c, T_HEADER);

@@ -28,11 +28,17 @@
  *     its hooks on the loop; cf_sleep blocks there, cf_spawn/cf_to_thread
  *     return NULL and awaits return CF_EPERM;
  *   - awaits and cf_sleep outside any task return CF_EPERM;
+ *   - the client going away (the transport's cf_req_cancel, called here
+ *     from a child task): the handler's pending await returns CF_ECANCELED
+ *     (also cf_await_any over thread jobs), cf_cancelled turns true, no
+ *     response is sent, teardown runs with cf_req_error() == CF_ECANCELED
+ *     and may await again;
  *   - a stale libuv timer left by a finished await with a long timeout
  *     does not keep the loop alive (client shutdown is prompt).
  */
 #include <carafe.h>
 
+#include "app/req.h" /* cf_req_cancel: what a transport calls when the client is gone */
 #include "check.h"
 
 #include <pthread.h>
@@ -653,6 +659,78 @@ static void test_threaded_route(cf_test_client *tc)
     CHECK(threaded_hooks.after_on_loop);
 }
 
+/* ---- client gone ------------------------------------------------------------- */
+
+static struct {
+    int any_rc, sleep_rc, teardown_error, teardown_sleep_rc;
+    bool cancelled_seen, teardown_ran, responded;
+    double any_ms;
+} gone;
+
+static int canceller(cf_req *rq, void *arg)
+{
+    (void)arg;
+    cf_sleep(rq, 20);
+    cf_req_cancel(rq); /* as the connection does when the client hangs up */
+    return 0;
+}
+
+static void h_gone_any(cf_req *rq)
+{
+    cf_task *j1 = cf_to_thread(rq, job_fn, new_job(rq, 300, 0));
+    cf_task *j2 = cf_to_thread(rq, job_fn, new_job(rq, 300, 0));
+    cf_spawn(rq, canceller, NULL);
+    double s = now_ms();
+    gone.any_rc = cf_await_any(rq, j1, j2);
+    gone.any_ms = now_ms() - s;
+    gone.cancelled_seen = cf_cancelled(rq);
+    gone.sleep_rc = cf_sleep(rq, 10); /* still cancelled: fails at once */
+    cf_text(rq, 200, "nobody will read this");
+}
+
+static void h_gone_sleep(cf_req *rq)
+{
+    cf_spawn(rq, canceller, NULL);
+    double s = now_ms();
+    gone.any_rc = cf_sleep(rq, 2000);
+    gone.any_ms = now_ms() - s;
+    gone.cancelled_seen = cf_cancelled(rq);
+}
+
+static void gone_teardown(cf_req *rq)
+{
+    if (strncmp(cf_path(rq), "/gone", 5) != 0)
+        return;
+    gone.teardown_ran = true;
+    gone.teardown_error = cf_req_error(rq);
+    gone.teardown_sleep_rc = cf_sleep(rq, 10); /* awaits work again in teardown */
+}
+
+static void test_client_gone(cf_test_client *tc)
+{
+    memset(&gone, 0, sizeof gone);
+    cf_test_response *r = cf_test_get(tc, "/gone-sleep");
+    CHECK_INT(cf_test_status(r), 0); /* nothing was sent */
+    CHECK_INT(gone.any_rc, CF_ECANCELED);
+    CHECK(gone.any_ms < 500);
+    CHECK(gone.cancelled_seen);
+    CHECK(gone.teardown_ran);
+    CHECK_INT(gone.teardown_error, CF_ECANCELED);
+    CHECK_INT(gone.teardown_sleep_rc, 0);
+
+    memset(&gone, 0, sizeof gone);
+    r = cf_test_get(tc, "/gone-any");
+    CHECK_INT(cf_test_status(r), 0);
+    /* Not an index: the caller itself was cancelled. */
+    CHECK_INT(gone.any_rc, CF_ECANCELED);
+    CHECK(gone.any_ms < 200);
+    CHECK(gone.cancelled_seen);
+    CHECK_INT(gone.sleep_rc, CF_ECANCELED);
+    CHECK(gone.teardown_ran);
+    CHECK_INT(gone.teardown_error, CF_ECANCELED);
+    CHECK_INT(gone.teardown_sleep_rc, 0);
+}
+
 /* ---- a stale libuv timer must not keep the loop alive ------------------------ */
 
 static void h_quick_await(cf_req *rq)
@@ -700,6 +778,9 @@ int main(void)
     cf_route(app, "GET", "/thread-timeout", h_thread_timeout);
     cf_route_set_threaded(cf_route(app, "GET", "/threaded", h_threaded), true);
     cf_route(app, "GET", "/quick-await", h_quick_await);
+    cf_route(app, "GET", "/gone-any", h_gone_any);
+    cf_route(app, "GET", "/gone-sleep", h_gone_sleep);
+    cf_teardown_request(app, gone_teardown);
     cf_teardown_request(app, orphan_teardown);
     cf_before_request(app, threaded_before);
     cf_after_request(app, threaded_after);
@@ -724,6 +805,7 @@ int main(void)
     test_timers(tc);
     test_threads(tc);
     test_threaded_route(tc);
+    test_client_gone(tc);
     cf_test_client_free(tc);
     test_stale_timer(app);
     cf_app_free(app);

@@ -1,0 +1,447 @@
+"""
+harness.py — shared helpers for Carafe's integration tests (real sockets, real
+clients): start a server on a free port and stop it, raw-socket HTTP/1.1 with
+timeouts (send bytes, read one full response, tell whether the server closed
+the connection), sanitizer checks on the server's stderr, and a tiny test
+runner with a watchdog so no script outlives its time budget.
+
+Only the Python standard library. The tests import it from their own
+directory (sys.path[0] is the script's directory).
+"""
+import atexit
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.environ.get("CF_SOURCE_DIR") or os.path.normpath(os.path.join(HERE, "..", ".."))
+BUILD_DIR = os.environ.get("CF_BUILD_DIR") or os.path.join(SOURCE_DIR, "build")
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def app_path(name):
+    return os.path.join(BUILD_DIR, "tests", "apps", name)
+
+
+def example_path(name):
+    return os.path.join(BUILD_DIR, "examples", name)
+
+
+def sanitized_build():
+    """True when BUILD_DIR was configured with -DCF_SANITIZE=ON."""
+    try:
+        with open(os.path.join(BUILD_DIR, "CMakeCache.txt")) as f:
+            return re.search(r"^CF_SANITIZE:BOOL=(ON|1|TRUE|YES)\s*$", f.read(), re.M | re.I) is not None
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------
+# Servers
+# --------------------------------------------------------------------------
+
+_live_servers = []
+
+
+def _kill_leftovers():
+    for s in list(_live_servers):
+        s.kill()
+
+
+atexit.register(_kill_leftovers)
+
+SERVING_RE = re.compile(r"serving on http://([^:\s]+):(\d+)")
+
+
+class Server:
+    """A server process started with --port 0; the port is read from the
+    "serving on http://HOST:PORT" line on stderr. stderr and stdout go to
+    temporary files so a chatty server never blocks on a full pipe."""
+
+    def __init__(self, exe, args=(), env=None, name=None, port_arg=True):
+        self.exe = exe
+        self.args = list(args)
+        self.env = dict(os.environ)
+        if env:
+            self.env.update({k: str(v) for k, v in env.items()})
+        self.env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+        self.name = name or os.path.basename(exe)
+        self.port_arg = port_arg
+        self.proc = None
+        self.port = None
+        self.returncode = None
+
+    def start(self, timeout=10.0):
+        if not os.path.exists(self.exe):
+            raise AssertionError(f"{self.exe} is not built")
+        self.errf = tempfile.NamedTemporaryFile(prefix=f"cf-{self.name}-err-", delete=False)
+        self.outf = tempfile.NamedTemporaryFile(prefix=f"cf-{self.name}-out-", delete=False)
+        argv = [self.exe] + (["--host", "127.0.0.1", "--port", "0"] if self.port_arg else []) + self.args
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.outf,
+                                     stderr=self.errf, env=self.env)
+        _live_servers.append(self)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = SERVING_RE.search(self.stderr())
+            if m:
+                self.port = int(m.group(2))
+                return self
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode} before "
+                                     f"serving:\n{self.stderr()}")
+            time.sleep(0.01)
+        self.kill()
+        raise AssertionError(f"{self.name} did not report its port within {timeout}s:\n{self.stderr()}")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def url(self, path="/"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stderr(self):
+        with open(self.errf.name, "r", errors="replace") as f:
+            return f.read()
+
+    def stdout(self):
+        with open(self.outf.name, "r", errors="replace") as f:
+            return f.read()
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout):
+        """Wait for the process to exit; returns its status, or None on timeout."""
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+            return self.returncode
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout=10.0):
+        """SIGTERM, wait, SIGKILL after timeout. Returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            if self.wait(timeout) is None:
+                self.kill()
+        self.returncode = self.proc.wait()
+        if self in _live_servers:
+            _live_servers.remove(self)
+        return self.returncode
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self in _live_servers:
+            _live_servers.remove(self)
+
+    def sanitizer_report(self):
+        """The sanitizer findings on stderr, or "" if none."""
+        text = self.stderr()
+        if any(m in text for m in SANITIZER_MARKERS):
+            return text
+        return ""
+
+    def cleanup(self):
+        for f in (getattr(self, "errf", None), getattr(self, "outf", None)):
+            if f is not None:
+                try:
+                    f.close()
+                    os.unlink(f.name)
+                except OSError:
+                    pass
+
+    def vm_status(self, field="VmRSS"):
+        """A /proc/<pid>/status field in KiB (VmRSS, VmHWM, ...)."""
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        raise AssertionError(f"no {field} in /proc/{self.pid}/status")
+
+
+def stop_and_check(server, expect_status=None, timeout=10.0):
+    """Stop a server and raise if it reported sanitizer errors (or exited
+    with an unexpected status). Keeps the log files when something failed."""
+    if server.proc is None:
+        return None  # never started (its start() failure is reported already)
+    rc = server.stop(timeout)
+    report = server.sanitizer_report()
+    if report:
+        raise AssertionError(f"sanitizer findings in {server.name}'s stderr "
+                             f"({server.errf.name}):\n{report[-6000:]}")
+    if expect_status is not None and rc != expect_status:
+        raise AssertionError(f"{server.name} exited with {rc}, expected {expect_status}:\n"
+                             f"{server.stderr()[-3000:]}")
+    server.cleanup()
+    return rc
+
+
+# --------------------------------------------------------------------------
+# Raw HTTP/1.1 over a socket
+# --------------------------------------------------------------------------
+
+class Response:
+    def __init__(self, version, status, reason, headers, body, raw_head):
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # list of (name, value) as received
+        self.body = body
+        self.raw_head = raw_head
+
+    def header(self, name, default=None):
+        name = name.lower()
+        vals = [v for k, v in self.headers if k.lower() == name]
+        return vals[-1] if vals else default
+
+    def header_all(self, name):
+        name = name.lower()
+        return [v for k, v in self.headers if k.lower() == name]
+
+    @property
+    def closes(self):
+        """The response announces Connection: close."""
+        return "close" in (self.header("Connection") or "").lower()
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.reason!r} {len(self.body)} bytes>"
+
+
+class Closed(Exception):
+    """The peer closed (or reset) the connection before a full response."""
+
+
+class Conn:
+    """One client connection with a receive buffer; every read has a deadline."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=5.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.eof = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("latin-1")
+        self.sock.sendall(data)
+
+    def _fill(self, deadline):
+        """Read more bytes into buf; raises Closed at EOF/reset, TimeoutError at deadline."""
+        if self.eof:
+            raise Closed("connection closed by the server")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("timed out waiting for the server")
+        self.sock.settimeout(remaining)
+        try:
+            chunk = self.sock.recv(262144)
+        except socket.timeout:
+            raise TimeoutError("timed out waiting for the server") from None
+        except (ConnectionResetError, BrokenPipeError) as e:
+            self.eof = True
+            raise Closed(f"connection reset: {e}") from None
+        if not chunk:
+            self.eof = True
+            raise Closed("connection closed by the server")
+        self.buf += chunk
+
+    def _read_until(self, marker, deadline):
+        while marker not in self.buf:
+            self._fill(deadline)
+        i = self.buf.index(marker) + len(marker)
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+    def _read_exact(self, n, deadline):
+        while len(self.buf) < n:
+            self._fill(deadline)
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_response(self, timeout=5.0, head_request=False):
+        """Read one response (a 1xx interim response is returned as such).
+        head_request: the request was HEAD, so there is no body to read."""
+        deadline = time.monotonic() + timeout
+        raw = self._read_until(b"\r\n\r\n", deadline)
+        lines = raw[:-4].split(b"\r\n")
+        m = re.match(rb"^(HTTP/\d\.\d) (\d{3}) ?(.*)$", lines[0])
+        if not m:
+            raise AssertionError(f"bad status line: {lines[0]!r}")
+        version, status, reason = m.group(1).decode(), int(m.group(2)), m.group(3).decode("latin-1")
+        headers = []
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep or not name or name != name.strip():
+                raise AssertionError(f"bad header line in response: {line!r}")
+            headers.append((name.decode("latin-1"), value.strip().decode("latin-1")))
+        resp = Response(version, status, reason, headers, b"", raw)
+        if 100 <= status < 200 or status in (204, 304) or head_request:
+            return resp
+        te = (resp.header("Transfer-Encoding") or "").lower()
+        cl = resp.header("Content-Length")
+        if "chunked" in te:
+            body = b""
+            while True:
+                line = self._read_until(b"\r\n", deadline)
+                size = int(line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self._read_until(b"\r\n", deadline) != b"\r\n":
+                        pass  # trailer fields
+                    break
+                body += self._read_exact(size, deadline)
+                self._read_exact(2, deadline)
+            resp.body = body
+        elif cl is not None:
+            resp.body = self._read_exact(int(cl), deadline)
+        else:  # delimited by close
+            try:
+                while True:
+                    self._fill(deadline)
+            except Closed:
+                pass
+            resp.body, self.buf = self.buf, b""
+        return resp
+
+    def read_final(self, timeout=5.0, head_request=False):
+        """Read responses until a non-1xx one; returns (interim list, final)."""
+        deadline = time.monotonic() + timeout
+        interim = []
+        while True:
+            r = self.read_response(max(0.0, deadline - time.monotonic()), head_request)
+            if r.status >= 200:
+                return interim, r
+            interim.append(r)
+
+    def wait_closed(self, timeout=3.0):
+        """Wait until the server closes the connection. Returns (closed, extra)
+        where extra are the bytes that arrived meanwhile (and were buffered)."""
+        deadline = time.monotonic() + timeout
+        start = len(self.buf)
+        try:
+            while True:
+                self._fill(deadline)
+        except Closed:
+            return True, self.buf[start:]
+        except TimeoutError:
+            return False, self.buf[start:]
+
+    def is_open_after(self, seconds):
+        """True if nothing (no bytes, no EOF) arrived within `seconds`."""
+        closed, extra = self.wait_closed(seconds)
+        return not closed and not extra
+
+
+def request_bytes(method, path, headers=None, body=b"", version="HTTP/1.1", host="test"):
+    """A well-formed request; Content-Length is added when there is a body."""
+    if isinstance(body, str):
+        body = body.encode()
+    lines = [f"{method} {path} {version}"]
+    hdrs = list((headers or {}).items()) if isinstance(headers, dict) else list(headers or [])
+    if host is not None and not any(k.lower() == "host" for k, _ in hdrs):
+        lines.append(f"Host: {host}")
+    if body and not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in hdrs):
+        hdrs.append(("Content-Length", str(len(body))))
+    lines += [f"{k}: {v}" for k, v in hdrs]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def http(port, method, path, headers=None, body=b"", timeout=5.0, **kw):
+    """One request on a fresh connection; returns the final response."""
+    with Conn(port, timeout=timeout) as c:
+        c.send(request_bytes(method, path, headers, body, **kw))
+        return c.read_final(timeout, head_request=(method == "HEAD"))[1]
+
+
+def big_pattern(n):
+    """The bytes testapp's /big?n= sends: byte i = (i * 31 + (i >> 10)) & 0xff."""
+    return bytes(((i * 31 + (i >> 10)) & 0xFF) for i in range(n))
+
+
+# --------------------------------------------------------------------------
+# Running tests
+# --------------------------------------------------------------------------
+
+class Watchdog(Exception):
+    pass
+
+
+def watchdog(seconds):
+    """Raise Watchdog in the main thread after `seconds`, so the finally
+    blocks that stop servers still run when something hangs."""
+    def fire(signum, frame):
+        raise Watchdog(f"test script exceeded its {seconds}s budget")
+    signal.signal(signal.SIGALRM, fire)
+    signal.alarm(int(seconds))
+
+
+def check(cond, msg="check failed"):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def eq(got, want, what="value"):
+    if got != want:
+        raise AssertionError(f"{what}: got {got!r}, want {want!r}")
+
+
+def run_tests(tests, stop_on=()):
+    """Run (name, fn) pairs; prints one line per test. Returns failures."""
+    failures = []
+    for name, fn in tests:
+        t0 = time.monotonic()
+        try:
+            fn()
+        except Watchdog:
+            raise
+        except Exception:
+            dt = time.monotonic() - t0
+            print(f"FAIL {name} ({dt:.2f}s)", flush=True)
+            traceback.print_exc(file=sys.stdout)
+            failures.append(name)
+            continue
+        print(f"ok   {name} ({time.monotonic() - t0:.2f}s)", flush=True)
+    return failures
+
+
+def collect(namespace, prefix="t_"):
+    """Functions named t_* in definition order."""
+    return [(n[len(prefix):], f) for n, f in namespace.items()
+            if n.startswith(prefix) and callable(f)]
+
+
+def finish(failures, extra_errors=()):
+    errors = list(failures) + list(extra_errors)
+    if errors:
+        print(f"\n{len(errors)} failure(s): {', '.join(errors)}", flush=True)
+        sys.exit(1)
+    print("\nall passed", flush=True)
+    sys.exit(0)
