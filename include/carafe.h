@@ -103,7 +103,9 @@ void cf_route_set_max_body(cf_route *route, size_t bytes);
 /* Run the handler itself on the thread pool (Flask's plain `def` view), for
  * handlers that call blocking libraries. Hooks and middleware still run on
  * the loop. In such a handler cf_sleep blocks its thread, and cf_spawn,
- * cf_to_thread and the awaits fail with CF_EPERM. */
+ * cf_to_thread and the awaits fail with CF_EPERM. While it runs, no task of
+ * the same request may touch the request (a child spawned by a hook must be
+ * awaited before cf_next). */
 void cf_route_set_threaded(cf_route *route, bool threaded);
 /* Wrap this route's handler in `mw` (the first added is the outermost). */
 void cf_route_use(cf_route *route, cf_middleware mw);
@@ -257,7 +259,7 @@ const char *cf_response_header(cf_req *rq, const char *name);
 void cf_set_status(cf_req *rq, int status);
 
 typedef struct cf_cookie_opts {
-    int64_t max_age;     /* seconds; < 0: session cookie (default 0 = unset) */
+    int64_t max_age;     /* seconds; 0: a session cookie; < 0: delete it now */
     const char *path;    /* default "/" */
     const char *domain;
     bool secure, http_only;

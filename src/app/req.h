@@ -98,6 +98,8 @@ struct cf_req {
 cf_req *cf_req_new(cf_app *app, const cf_transport *tp, void *tp_ctx);
 /* Release a request whose scope was never started (parse errors). */
 void cf_req_free(cf_req *rq);
+/* Free this thread's pool of recycled requests (its loop is done). */
+void cf_req_pool_drain(void);
 /* Copy the parsed head (pointers into `raw`) into the request. Returns 0,
  * or an HTTP status (400) with *reason on a bad path. */
 int cf_req_set_head(cf_req *rq, const cf_http_head *h, const char *raw, size_t raw_len,

@@ -56,6 +56,12 @@ void cf_req_free(cf_req *rq)
         free(rq);
 }
 
+void cf_req_pool_drain(void)
+{
+    while (req_pool_len)
+        free(req_pool[--req_pool_len]);
+}
+
 static void scope_released(cf_scope *s)
 {
     cf_req *rq = (cf_req *)((char *)s - offsetof(cf_req, scope));
@@ -185,7 +191,9 @@ void cf_parse_urlencoded(cf_req *rq, const char *s, size_t len, cf_kv_list *out)
             if (cf_url_decode(k, strlen(k), true) >= 0 && cf_url_decode(v, strlen(v), true) >= 0)
                 cf_kv_add(rq, out, k, v);
         }
-        s = stop + 1;
+        if (!amp)
+            break; /* stop + 1 would point past the end: undefined in C */
+        s = amp + 1;
     }
 }
 

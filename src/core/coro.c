@@ -105,18 +105,22 @@ void cf_coro_set_stack_size(size_t bytes)
         bytes = 4 * ps;
     bytes = (bytes + ps - 1) & ~(ps - 1);
     if (bytes != stack_size) {
-        /* Pooled stacks have the old size: drop them. */
-        while (pool) {
-            cf_coro *c = pool;
-            pool = c->next_free;
-#ifdef CF_HAVE_VALGRIND
-            VALGRIND_STACK_DEREGISTER(c->vg_id);
-#endif
-            munmap(c->map, c->map_size);
-        }
-        pool_len = 0;
+        cf_coro_pool_drain(); /* pooled stacks have the old size */
         stack_size = bytes;
     }
+}
+
+void cf_coro_pool_drain(void)
+{
+    while (pool) {
+        cf_coro *c = pool;
+        pool = c->next_free;
+#ifdef CF_HAVE_VALGRIND
+        VALGRIND_STACK_DEREGISTER(c->vg_id);
+#endif
+        munmap(c->map, c->map_size);
+    }
+    pool_len = 0;
 }
 
 size_t cf_coro_stack_size(void) { return stack_size; }

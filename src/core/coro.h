@@ -39,6 +39,10 @@ void cf_coro_set_label(cf_coro *co, const char *label);
  * coroutines. */
 void cf_coro_install_overflow_handler(void);
 
+/* Unmap this thread's pooled stacks (a loop thread that is done with
+ * coroutines: they would outlive it otherwise). */
+void cf_coro_pool_drain(void);
+
 /* Counters for tests and metrics. */
 size_t cf_coro_alive(void);
 size_t cf_coro_pooled(void);

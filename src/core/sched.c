@@ -93,12 +93,14 @@ void cf_timer_start(cf_timer *t, uint64_t ms)
      * handler that ran long since (or a test client that left the loop
      * idle) would otherwise get a timer that fires early. */
     uv_update_time(s->loop);
-    t->due = uv_now(s->loop) + ms;
+    uint64_t now = uv_now(s->loop);
+    /* "Forever" (UINT64_MAX) must not wrap around into the past. */
+    t->due = ms > UINT64_MAX - now ? UINT64_MAX : now + ms;
     t->idx = s->heap_len;
     s->heap[s->heap_len++] = t;
     heap_up(s->heap, t->idx);
     if (t->idx == 0)
-        uv_timer_start(&s->uv_timer, on_uv_timer, ms, 0);
+        uv_timer_start(&s->uv_timer, on_uv_timer, t->due - now, 0);
 }
 
 void cf_timer_stop(cf_timer *t)

@@ -18,6 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#ifdef __linux__
+#include <linux/sockios.h> /* SIOCOUTQ */
+#include <sys/ioctl.h>
+#endif
 
 #include "app/req.h"
 #include "server/worker.h"
@@ -46,6 +50,7 @@ struct cf_conn {
     cf_timer timer;
     enum timer_kind timer_kind;
     uint64_t deadline;
+    size_t unsent_at_timer; /* response bytes not yet taken when the timer last fired */
     int refs;          /* the handle, the request in flight, pending writes */
     bool closing;      /* uv_close called */
     bool keep_alive;   /* after the current response */
@@ -58,6 +63,30 @@ struct cf_conn {
 #define BUF_INITIAL 4096
 #define BUF_MAX_PIPELINE (64 * 1024) /* beyond head limit, buffered while busy */
 #define LINGER_MS 2000
+/* Unsent response bytes above which the next pipelined request waits: a
+ * client that pipelines requests without reading their responses must not
+ * make the server buffer them all. */
+#define WRITE_HIGH_WATER (64 * 1024)
+
+static size_t queued_bytes(cf_conn *c)
+{
+    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+}
+
+/* Response bytes the client has not taken yet: queued here and, where the
+ * kernel says, still in the socket's send buffer. */
+static size_t unsent_bytes(cf_conn *c)
+{
+    size_t n = queued_bytes(c);
+#ifdef SIOCOUTQ
+    uv_os_fd_t fd;
+    int outq = 0;
+    if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &outq) == 0 &&
+        outq > 0)
+        n += (size_t)outq;
+#endif
+    return n;
+}
 
 static void process(cf_conn *c);
 static void conn_close(cf_conn *c);
@@ -140,6 +169,16 @@ static void on_timer(cf_timer *t)
         return;
     }
     enum timer_kind kind = c->timer_kind;
+    size_t unsent = unsent_bytes(c);
+    if (unsent && kind != T_BODY && unsent != c->unsent_at_timer) {
+        /* A response is still going out and the client is taking it: the
+         * idle, header and linger clocks only run out once it is out, or
+         * once it stops moving for a whole period. */
+        c->unsent_at_timer = unsent;
+        c->deadline = now + (uint64_t)timer_ms(c, kind);
+        cf_timer_start(&c->timer, c->deadline - now);
+        return;
+    }
     c->timer_kind = T_NONE;
     if (kind == T_HEADER && c->len > c->pos)
         timeout_response(c, "header timeout");
@@ -154,6 +193,7 @@ static void on_timer(cf_timer *t)
 static void set_timer(cf_conn *c, enum timer_kind kind)
 {
     c->timer_kind = kind;
+    c->unsent_at_timer = 0;
     if (kind == T_NONE)
         return;
     uint64_t deadline = uv_now(c->w->loop) + (uint64_t)timer_ms(c, kind);
@@ -178,6 +218,9 @@ static void on_written(uv_write_t *u, int status)
     free(wr);
     if (status < 0)
         conn_close(c);
+    else if (!c->closing && c->state == S_HEAD && !c->processing && c->len > c->pos &&
+             queued_bytes(c) <= WRITE_HIGH_WATER)
+        process(c); /* pipelined requests held back by the write backlog */
     conn_unref(c);
 }
 
@@ -508,8 +551,8 @@ static void process(cf_conn *c)
     c->processing = true;
     while (!c->closing) {
         if (c->state == S_HEAD) {
-            if (c->len == c->pos)
-                break;
+            if (c->len == c->pos || queued_bytes(c) > WRITE_HIGH_WATER)
+                break; /* no bytes, or wait until the client reads (on_written) */
             cf_hfield fields[128];
             cf_http_head h;
             int status = 0;

@@ -84,6 +84,9 @@ void cf_test_client_free(cf_test_client *tc)
     cf_sched_close(&tc->sched);
     uv_run(&tc->loop, UV_RUN_DEFAULT);
     uv_loop_close(&tc->loop);
+    /* The thread may end next: give back what its pools hold. */
+    cf_req_pool_drain();
+    cf_coro_pool_drain();
     for (cf_test_response *r = tc->responses, *next; r; r = next) {
         next = r->next;
         free_response(r);

@@ -5,14 +5,18 @@
  *              Allow, automatic OPTIONS with Allow, HEAD (headers with the
  *              GET body's Content-Length, empty body), trailing-slash 308
  *              with Location (query kept), method views (cf_route_view),
- *              cf_endpoint / cf_route_set_name;
+ *              one rule with methods registered separately, "*" and
+ *              methods outside the known list, an OPTIONS route of one's
+ *              own, cf_endpoint / cf_route_set_name;
  *   hooks      order app before → group before → middleware → handler →
  *              group after → app after (newest first) → teardowns (inner
  *              first), nested groups, a before hook answering skips the
  *              handler and middleware, after hooks changing status and
- *              headers, teardown after a failure (cf_req_error), hooks that
- *              await, group error handlers taking precedence, app 404/500/
- *              403 handlers;
+ *              headers, an after hook aborting (error handler, then the
+ *              remaining after hooks), teardown after a failure
+ *              (cf_req_error), hooks and error handlers that await, group
+ *              error handlers taking precedence, app 404/500/403 handlers,
+ *              an error handler answering nothing (default page);
  *   middleware cf_use on the app and a group, cf_route_use, outermost
  *              first, short-circuit without cf_next, code after cf_next
  *              sees the status;
@@ -29,12 +33,17 @@
  *              format → 500), cf_json_value, cf_redirect (and a bad status),
  *              cf_set_cookie text, cf_set_header / cf_add_header (CR/LF
  *              refused with CF_EINVAL), Content-Type override,
- *              cf_response_header, invalid statuses.
+ *              cf_response_header, invalid statuses;
+ *   threads    a test client on a short-lived thread gives back its pooled
+ *              requests and coroutine stacks when freed (LeakSanitizer
+ *              checks the requests at exit).
  */
 #include <carafe.h>
 
 #include "check.h"
+#include "core/coro.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -77,6 +86,11 @@ static void h_hello(cf_req *rq)
 static void h_submit(cf_req *rq) { cf_text(rq, 200, cf_method(rq)); }
 static void h_items(cf_req *rq) { cf_text(rq, 200, "items"); }
 static void h_endpoint(cf_req *rq) { cf_text(rq, 200, cf_endpoint(rq)); }
+
+static void h_multi_get(cf_req *rq) { cf_text(rq, 200, "multi get"); }
+static void h_multi_post(cf_req *rq) { cf_text(rq, 200, "multi post"); }
+static void h_any_method(cf_req *rq) { cf_textf(rq, 200, "any %s", cf_method(rq)); }
+static void h_own_options(cf_req *rq) { cf_text(rq, 204, ""); cf_set_header(rq, "X-Own", "1"); }
 
 static void v_get(cf_req *rq) { cf_text(rq, 200, "view get"); }
 static void v_post(cf_req *rq) { cf_text(rq, 201, "view post"); }
@@ -154,6 +168,26 @@ static void test_routing(cf_test_client *tc)
     r = req(tc, "HEAD", "/thing", NULL, NULL);
     CHECK_INT(cf_test_status(r), 200);
     CHECK_STR(cf_test_header(r, "Content-Length"), "8");
+
+    /* One rule, methods registered separately. */
+    CHECK_STR(body(cf_test_get(tc, "/multi")), "multi get");
+    CHECK_STR(body(req(tc, "POST", "/multi", NULL, "")), "multi post");
+    r = req(tc, "DELETE", "/multi", NULL, NULL);
+    CHECK_INT(cf_test_status(r), 405);
+    CHECK_STR(cf_test_header(r, "Allow"), "GET, HEAD, POST, OPTIONS");
+    /* "*" takes any method, also unknown ones; a method outside the known
+     * list is routed by its exact name. */
+    CHECK_STR(body(req(tc, "PATCH", "/anything", NULL, NULL)), "any PATCH");
+    CHECK_STR(body(req(tc, "PURGE", "/anything", NULL, NULL)), "any PURGE");
+    CHECK_STR(body(req(tc, "PURGE", "/cache", NULL, NULL)), "any PURGE");
+    r = cf_test_get(tc, "/cache");
+    CHECK_INT(cf_test_status(r), 405);
+    CHECK_STR(cf_test_header(r, "Allow"), "OPTIONS, PURGE");
+    /* An OPTIONS route of one's own replaces the automatic answer. */
+    r = req(tc, "OPTIONS", "/own-options", NULL, NULL);
+    CHECK_INT(cf_test_status(r), 204);
+    CHECK_STR(cf_test_header(r, "X-Own"), "1");
+    CHECK(cf_test_header(r, "Allow") == NULL);
 
     /* Endpoint names: the handler's identifier, or the name set. */
     CHECK_STR(body(cf_test_get(tc, "/endpoint")), "h_endpoint");
@@ -582,7 +616,12 @@ static void app_after_a(cf_req *rq)
         cf_set_header(rq, "X-After", "changed");
     }
 }
-static void app_after_b(cf_req *rq) { (void)rq; rec("b"); }
+static void app_after_b(cf_req *rq)
+{
+    rec("b");
+    if (cf_arg(rq, "afterabort"))
+        cf_abort(rq, 403);
+}
 static void app_teardown(cf_req *rq)
 {
     rec("T");
@@ -652,7 +691,9 @@ static void app_err404(cf_req *rq)
 static void app_err500(cf_req *rq)
 {
     rec("E");
-    cf_textf(rq, 500, "custom 500: %s", cf_errmsg(rq));
+    /* Error handlers may await too. */
+    int rc = cf_sleep(rq, 5);
+    cf_textf(rq, 500, "custom 500: %s%s", cf_errmsg(rq), rc ? " (sleep failed)" : "");
 }
 static void app_err403(cf_req *rq)
 {
@@ -706,6 +747,13 @@ static void test_hooks(cf_test_client *tc)
     CHECK_STR(body(r), "custom forbidden (403)");
     CHECK_STR(order, "AEgbatUT");
 
+    /* An after hook aborting: the error handler makes the response, and
+     * the remaining after hooks still run. */
+    r = run(tc, "/api/ping?afterabort=1");
+    CHECK_INT(cf_test_status(r), 403);
+    CHECK_STR(body(r), "custom forbidden (403)");
+    CHECK_STR(order, "AG[({<H>})]gbEatUT");
+
     /* A before hook that awaits, and passes a value through g. */
     r = run(tc, "/api/ping?slow=1");
     CHECK_INT(cf_test_status(r), 201);
@@ -756,6 +804,36 @@ static void test_hooks(cf_test_client *tc)
     CHECK_INT(teardown_error, 0);
 }
 
+/* ---- a client on its own thread ------------------------------------------ */
+
+static struct {
+    int status;
+    size_t pooled_before_free, pooled_after_free;
+} on_thread;
+
+static void *thread_client(void *arg)
+{
+    cf_test_client *tc = cf_test_client_new(arg);
+    if (!tc)
+        return NULL;
+    for (int i = 0; i < 3; i++)
+        on_thread.status = cf_test_status(cf_test_get(tc, "/user/5"));
+    on_thread.pooled_before_free = cf_coro_pooled();
+    cf_test_client_free(tc);
+    on_thread.pooled_after_free = cf_coro_pooled();
+    return NULL;
+}
+
+static void test_thread_client(cf_app *app)
+{
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, thread_client, app) == 0);
+    pthread_join(th, NULL);
+    CHECK_INT(on_thread.status, 200);
+    CHECK(on_thread.pooled_before_free > 0);
+    CHECK_INT(on_thread.pooled_after_free, 0);
+}
+
 /* ======================================================================== */
 /* App 3: debug on                                                            */
 /* ======================================================================== */
@@ -801,6 +879,11 @@ int main(void)
     cf_route_set_name(cf_route(app, "GET", "/endpoint2", h_endpoint), "renamed");
     static const cf_view view = {.get = v_get, .post = v_post};
     cf_route_view(app, "/thing", &view, "thing");
+    cf_route(app, "GET", "/multi", h_multi_get);
+    cf_route(app, "POST", "/multi", h_multi_post);
+    cf_route(app, "*", "/anything", h_any_method);
+    cf_route(app, "purge", "/cache", h_any_method);
+    cf_route(app, "OPTIONS", "/own-options", h_own_options);
     cf_route(app, "GET", "/args", h_args);
     cf_route(app, "GET", "/headers", h_headers);
     cf_route(app, "GET", "/cookies", h_cookies);
@@ -821,6 +904,7 @@ int main(void)
     test_requests(tc);
     test_responses(tc);
     cf_test_client_free(tc);
+    test_thread_client(app);
     cf_app_free(app);
 
     /* App 2 */

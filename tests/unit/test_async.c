@@ -13,12 +13,17 @@
  *     a timeout;
  *   - cf_await with a timeout: CF_ETIMEDOUT, and the child sees
  *     CF_ECANCELED at its pending await; awaiting it again gives its result;
+ *   - a sleep of UINT64_MAX ms ("until cancelled") does not wrap around
+ *     into an immediate wake-up or stall the timer heap, and an await with
+ *     a timeout of INT64_MAX works;
  *   - cf_cancel on a sleeping child and on one that has not started yet;
  *     cf_cancelled inside the cancelled child;
  *   - children (and grandchildren) still running when the handler returns
  *     are cancelled and waited for before the request finishes, after
  *     teardown has run;
- *   - a task awaiting itself gets CF_EINVAL;
+ *   - a task awaiting itself, or a second task awaiting one that already
+ *     has a waiter, gets CF_EINVAL; the same task listed twice in a gather
+ *     counts once;
  *   - the timer heap under load: many sleeps of different lengths with
  *     some cancelled, none early, none very late;
  *   - cf_to_thread: runs on another thread and returns its value; several
@@ -354,8 +359,31 @@ static void h_cancel(cf_req *rq)
             "ms", ms, "me_cancelled", cf_cancelled(rq), "result", cf_result(t));
 }
 
+/* "Sleep until cancelled": the longest sleep must not wrap around into an
+ * immediate wake-up. */
+static child_arg forever_child;
+
+static void h_forever(cf_req *rq)
+{
+    memset(&forever_child, 0, sizeof forever_child);
+    forever_child.sleep_ms = (int64_t)-1; /* becomes UINT64_MAX in cf_sleep */
+    cf_task *t = cf_spawn(rq, child, &forever_child);
+    double s = now_ms();
+    int rc = cf_await(rq, t, 30);
+    double ms = now_ms() - s;
+    int rc2 = cf_await(rq, t, INT64_MAX);
+    cf_json(rq, 200, "{s:i, s:f, s:i, s:b}", "rc", rc, "ms", ms, "rc2", rc2, "done",
+            cf_done(t));
+}
+
 static void test_timeout_cancel(cf_test_client *tc)
 {
+    json_t *jf = get_json(tc, "/forever", 200);
+    CHECK_INT(jnum(jf, "rc"), CF_ETIMEDOUT);
+    CHECK(jnum(jf, "ms") >= 25 && jnum(jf, "ms") < 200);
+    CHECK_INT(jnum(jf, "rc2"), CF_ECANCELED);
+    CHECK_INT(forever_child.sleep_rc, CF_ECANCELED);
+
     json_t *j = get_json(tc, "/await-timeout", 200);
     CHECK_INT(jnum(j, "rc"), CF_ETIMEDOUT);
     CHECK(jnum(j, "ms") >= 45 && jnum(j, "ms") < 200);
@@ -452,7 +480,11 @@ static void h_misuse(cf_req *rq)
     cf_sleep(rq, 5); /* w1 now waits on target */
     int second = cf_await(rq, target, -1);
     int first = cf_await(rq, w1, -1);
-    cf_json(rq, 200, "{s:i, s:i, s:i}", "self", self_rc, "second", second, "first", first);
+    /* The same handle twice in one gather. */
+    cf_task *d = cf_spawn(rq, child, new_child(rq, 20, 4));
+    int dup = cf_await_all(rq, d, d);
+    cf_json(rq, 200, "{s:i, s:i, s:i, s:i, s:i}", "self", self_rc, "second", second, "first",
+            first, "dup", dup, "dup_result", cf_result(d));
 }
 
 static void test_misuse(cf_test_client *tc)
@@ -461,6 +493,8 @@ static void test_misuse(cf_test_client *tc)
     CHECK_INT(jnum(j, "self"), CF_EINVAL);
     CHECK_INT(jnum(j, "second"), CF_EINVAL);
     CHECK_INT(jnum(j, "first"), 3);
+    CHECK_INT(jnum(j, "dup"), 0); /* 4 is not an error */
+    CHECK_INT(jnum(j, "dup_result"), 4);
 
     /* Outside any task (here: the test program, with a loop bound to this
      * thread) nothing can suspend. */
@@ -770,6 +804,7 @@ int main(void)
     cf_route(app, "GET", "/any", h_any);
     cf_route(app, "GET", "/await-timeout", h_await_timeout);
     cf_route(app, "GET", "/cancel", h_cancel);
+    cf_route(app, "GET", "/forever", h_forever);
     cf_route(app, "GET", "/orphans", h_orphans);
     cf_route(app, "GET", "/misuse", h_misuse);
     cf_route(app, "GET", "/timers", h_timers);
