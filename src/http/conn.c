@@ -5,9 +5,12 @@
  *
  * One request per connection is in flight at a time; bytes of pipelined
  * requests wait in the read buffer and are parsed once the previous
- * request has finished, so responses leave in request order by
- * construction. While a handler runs the connection keeps reading, so a
- * client that goes away is noticed at once and the request is cancelled.
+ * request has finished (and while much of the earlier responses is still
+ * unsent: a client that does not read does not make us buffer), so
+ * responses leave in request order by construction. While a handler runs
+ * the connection keeps reading, so a client that goes away is noticed at
+ * once and the request is cancelled. The idle, header and linger timers
+ * do not cut a response the client is still taking.
  *
  * Errors in framing (RFC 9112) are answered with their status and
  * "Connection: close", then the connection is closed gracefully: we shut
@@ -677,7 +680,6 @@ void cf_conn_accept(cf_worker *w)
     if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
         c->closing = true;
         uv_close((uv_handle_t *)&c->tcp, on_closed);
-        w->nconns++; /* balanced by cf_worker_conn_closed via conn_unref */
         return;
     }
     w->nconns++;
@@ -716,7 +718,11 @@ void cf_conn_close_idle(cf_worker *w)
 {
     for (cf_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == S_HEAD && c->len == c->pos)
-            conn_close(c);
+        if (c->state == S_HEAD && c->len == c->pos) {
+            if (queued_bytes(c))
+                linger_close(c); /* a response is still going out: finish it first */
+            else
+                conn_close(c);
+        }
     }
 }

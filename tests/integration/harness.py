@@ -11,7 +11,6 @@ directory (sys.path[0] is the script's directory).
 import atexit
 import os
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -78,6 +77,7 @@ class Server:
         self.proc = None
         self.port = None
         self.returncode = None
+        self._saved = None  # (stdout, stderr) once the log files are gone
 
     def start(self, timeout=10.0):
         if not os.path.exists(self.exe):
@@ -109,10 +109,14 @@ class Server:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def stderr(self):
+        if self._saved is not None:
+            return self._saved[1]
         with open(self.errf.name, "r", errors="replace") as f:
             return f.read()
 
     def stdout(self):
+        if self._saved is not None:
+            return self._saved[0]
         with open(self.outf.name, "r", errors="replace") as f:
             return f.read()
 
@@ -159,6 +163,8 @@ class Server:
         return ""
 
     def cleanup(self):
+        """Remove the log files (their text stays readable)."""
+        self._saved = (self.stdout(), self.stderr())
         for f in (getattr(self, "errf", None), getattr(self, "outf", None)):
             if f is not None:
                 try:

@@ -22,8 +22,15 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-# The whole script must end well within CTest's limit.
-( sleep 100; echo "test_curl.sh: watchdog fired" >&2; kill -TERM $$ ) 2>/dev/null &
+trap 'echo "test_curl.sh: stopped by a signal"; exit 1' TERM INT
+# The whole script must end well within CTest's limit: a watchdog (its own
+# sleep is killed with it, and it holds none of CTest's pipes).
+(
+    trap 'kill "$SP" 2>/dev/null; exit 0' TERM
+    sleep 100 &
+    SP=$!
+    wait "$SP" && kill -TERM $$
+) >/dev/null 2>&1 &
 WATCHDOG=$!
 PIDS+=("$WATCHDOG")
 

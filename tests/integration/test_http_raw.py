@@ -3,15 +3,21 @@ test_http_raw.py — the HTTP/1.1 connection probed with raw sockets: framing
 (Content-Length, chunked, pipelining, keep-alive, HEAD, HTTP/1.0, 100-continue),
 the request-smuggling and malformed-request refusals (400 + close), limits
 (413, 414, 431, 505), timeouts (408, idle keep-alive), the connection limit,
-path attacks, and finally that the worker survived all of it.
+path attacks, clients that leave mid-request or read slowly or not at all
+(responses are neither cut by a timer nor buffered without bound), and
+finally that the worker survived all of it.
 
 Three testapp servers: one with default limits, one with short timeouts
 (header 500 ms, body 500 ms, keep-alive 300 ms), one with max 5 connections.
 """
 import os
+import socket
+import struct
 import sys
+import threading
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 from harness import Conn, check, eq, request_bytes  # noqa: E402
@@ -26,7 +32,7 @@ def get(conn, path, **kw):
     return conn.read_final()[1]
 
 
-def expect_error_and_close(raw, status, port=None, what=None, send_in=None):
+def expect_error_and_close(raw, status, port=None, what=None):
     """Send raw bytes on a fresh connection; expect `status`, Connection:
     close, and the server closing the connection."""
     what = what or repr(raw[:60])
@@ -84,6 +90,159 @@ def t_pipelining_many_small():
         for i in range(n):
             r = c.read_response()
             eq((r.status, r.body), (200, b'{"id":%d}' % i), f"pipelined response {i}")
+
+
+def t_pipelining_backpressure():
+    """More pipelined bytes than the connection buffers while a slow request
+    runs: reading pauses and resumes, every response arrives, in order."""
+    n = 3000
+    reqs = request_bytes("GET", "/sleep?ms=200") + b"".join(
+        request_bytes("GET", f"/user/{i}") for i in range(n))
+    check(len(reqs) > 100 * 1024, "not enough bytes to exceed the pipeline buffer")
+    with Conn(main.port, timeout=20) as c:
+        err = []
+
+        def sender():
+            try:
+                c.sock.sendall(reqs)
+            except OSError as e:
+                err.append(e)
+        t = threading.Thread(target=sender)
+        t.start()
+        try:
+            r = c.read_response(timeout=10)
+            eq((r.status, r.body), (200, b"slept 200"), "the slow first response")
+            for i in range(n):
+                r = c.read_response(timeout=10)
+                eq((r.status, r.body), (200, b'{"id":%d}' % i), f"pipelined response {i}")
+        finally:
+            t.join(10)
+        check(not err, f"sending failed: {err}")
+
+
+def t_absolute_form_target():
+    with Conn(main.port) as c:
+        c.send(b"GET http://test/user/8?x=1 HTTP/1.1\r\nHost: test\r\n\r\n")
+        r = c.read_response()
+        eq((r.status, r.body), (200, b'{"id":8}'), "absolute-form request")
+
+
+def t_client_gone_mid_body():
+    for body_head in (request_bytes("POST", "/echo", {"Content-Length": "100000"}) + b"x" * 5000,
+                      request_bytes("POST", "/echo", {"Transfer-Encoding": "chunked"})
+                      + b"1000\r\n" + b"y" * 300):
+        for rst in (False, True):
+            c = Conn(main.port)
+            if rst:
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.send(body_head)
+            time.sleep(0.05)
+            c.close()
+    time.sleep(0.1)
+    r = H.http(main.port, "GET", "/hello")
+    eq(r.status, 200, "server after clients left mid-body")
+
+
+def t_client_gone_while_writing_big_response():
+    for i in range(10):
+        c = Conn(main.port)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.send(request_bytes("GET", f"/big?n={8 << 20}"))
+        c.sock.settimeout(2)
+        c.sock.recv(1000)  # the response has started
+        if i % 2:
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+    r = H.http(main.port, "GET", "/hello")
+    eq(r.status, 200, "server after clients left during big responses")
+
+
+def t_pipelined_without_reading_is_bounded():
+    """100 pipelined 1 MiB responses to a client that does not read: the
+    server holds back the next requests instead of buffering 100 MiB, and
+    answers them all once the client reads."""
+    n = 100
+    with Conn(main.port, timeout=30) as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        before = main.vm_status("VmRSS")
+        c.send(b"".join(request_bytes("GET", "/big") for _ in range(n)))
+        time.sleep(1.0)
+        grown = (main.vm_status("VmRSS") - before) / 1024
+        print(f"     server RSS grew {grown:.1f} MiB with {n} x 1 MiB responses unread")
+        check(grown < 32, f"the server buffered {grown:.1f} MiB for a client that does not read")
+        for i in range(n):
+            r = c.read_response(timeout=20)
+            eq((r.status, len(r.body)), (200, 1 << 20), f"pipelined big response {i}")
+        check(r.body == H.big_pattern(1 << 20), "last big body differs")
+
+
+def t_slow_reader_gets_whole_response():
+    """A response that takes longer to deliver than the keep-alive timeout
+    (300 ms here) is not cut when that timer fires."""
+    n = 16 << 20
+    with Conn(timeouts.port) as c:
+        c.send(request_bytes("GET", f"/big?n={n}"))
+        t0 = time.monotonic()
+        c._read_until(b"\r\n\r\n", t0 + 5)
+        got = len(c.buf)
+        c.buf = b""
+        c.sock.settimeout(3)
+        while got < n:
+            chunk = c.sock.recv(262144)
+            if not chunk:
+                break
+            got += len(chunk)
+            time.sleep(0.01)
+        dt = time.monotonic() - t0
+        eq(got, n, f"body bytes received over {dt:.2f}s")
+        check(dt > 0.3, f"the response came too fast ({dt:.2f}s) to test the timer")
+
+
+def t_slow_reader_with_connection_close():
+    """With Connection: close the server shuts its side down after the
+    response and lingers (2 s) for the client's EOF; a download that takes
+    longer than that is not cut either."""
+    n = 12 << 20
+    with Conn(main.port) as c:
+        c.send(request_bytes("GET", f"/big?n={n}", {"Connection": "close"}))
+        t0 = time.monotonic()
+        c._read_until(b"\r\n\r\n", t0 + 5)
+        got = len(c.buf)
+        c.buf = b""
+        c.sock.settimeout(3)
+        while True:
+            chunk = c.sock.recv(65536)
+            if not chunk:
+                break
+            got += len(chunk)
+            time.sleep(0.015)
+        dt = time.monotonic() - t0
+        eq(got, n, f"body bytes received over {dt:.2f}s")
+        check(dt > 2.0, f"the response came too fast ({dt:.2f}s) to test the linger timer")
+
+
+def t_stalled_reader_is_dropped():
+    """A client that stops reading altogether does not hold the connection
+    (and its unsent response) forever: after a timer period without
+    progress the server closes."""
+    n = 32 << 20
+    with Conn(timeouts.port) as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        c.send(request_bytes("GET", f"/big?n={n}"))
+        time.sleep(1.5)  # 5 x the 300 ms timeout without reading
+        got = 0
+        c.sock.settimeout(3)
+        try:
+            while True:
+                chunk = c.sock.recv(1 << 20)
+                if not chunk:
+                    break
+                got += len(chunk)
+        except socket.timeout:
+            raise AssertionError("the stalled connection was still open") from None
+        except ConnectionResetError:
+            pass
+        check(got < n, "a stalled client still got the whole response")
 
 
 def t_content_length_body_in_pieces():
@@ -148,6 +307,24 @@ def t_expect_100_continue():
         eq(r.body, body, "echoed body")
 
 
+def t_expect_100_continue_refused_with_413():
+    with Conn(main.port) as c:
+        c.send(request_bytes("POST", "/small-body", {"Content-Length": "5000",
+                                                     "Expect": "100-continue"}))
+        r = c.read_response(timeout=1.0)
+        eq(r.status, 413, "answer to Expect: 100-continue with a body over the limit")
+
+
+def t_head_404_has_no_body():
+    with Conn(main.port) as c:
+        c.send(request_bytes("HEAD", "/no/such/thing"))
+        r = c.read_response(head_request=True)
+        eq(r.status, 404, "HEAD 404")
+        check(int(r.header("Content-Length", "0")) > 0, "HEAD 404 without Content-Length")
+        r = get(c, "/hello")
+        eq((r.status, r.body), (200, b"Hello, World!"), "GET after HEAD 404")
+
+
 def t_head_has_length_but_no_body():
     with Conn(main.port) as c:
         c.send(request_bytes("HEAD", "/hello"))
@@ -168,6 +345,7 @@ def t_http10_closes():
         c.send(b"GET /hello HTTP/1.0\r\n\r\n")
         r = c.read_response()
         eq((r.status, r.body), (200, b"Hello, World!"), "HTTP/1.0 response")
+        check(r.closes, "HTTP/1.0 response without Connection: close")
         closed, extra = c.wait_closed(3)
         check(closed, "HTTP/1.0 connection not closed")
         eq(extra, b"", "bytes after the HTTP/1.0 response")
@@ -347,6 +525,18 @@ def t_header_timeout_trickle():
         check(dt <= 1.6, f"trickled head held the connection for {dt:.2f}s")
 
 
+def t_header_timeout_on_second_request():
+    with Conn(timeouts.port) as c:
+        eq(get(c, "/hello").status, 200, "first request")
+        time.sleep(0.1)  # within the 300 ms keep-alive
+        t0 = time.monotonic()
+        c.send(b"GET /hello HTTP/1.1\r\nHo")
+        _, r = c.read_final(timeout=3.0)
+        dt = time.monotonic() - t0
+        eq(r.status, 408, "status for a stalled second head")
+        check(0.4 <= dt <= 1.5, f"408 after {dt:.2f}s, expected ~0.5s")
+
+
 def t_body_timeout_408():
     with Conn(timeouts.port) as c:
         t0 = time.monotonic()
@@ -383,10 +573,10 @@ def t_keep_alive_idle_timeout():
 
 def t_keep_alive_timer_restarts_per_request():
     with Conn(timeouts.port) as c:
-        for i in range(4):  # 4 x 200 ms > 300 ms keep-alive, yet each gap is shorter
+        for i in range(5):  # 5 x 150 ms > 300 ms keep-alive, yet each gap is shorter
             r = get(c, f"/user/{i}")
             eq(r.status, 200, f"request {i}")
-            time.sleep(0.2)
+            time.sleep(0.15)
 
 
 # ---- connection limit (server `limited`) ----------------------------------------
@@ -430,6 +620,11 @@ def t_connection_limit():
     finally:
         for c in held:
             c.close()
+    # Refusing must not disturb the others' timers (it once corrupted the
+    # timer heap, and the worker crashed on the next close).
+    time.sleep(0.1)
+    check(limited.alive(), f"the worker died after refusing connections: {limited.stderr()[-2000:]}")
+    eq(H.http(limited.port, "GET", "/hello").status, 200, "after the held connections closed")
 
 
 # ---- the end --------------------------------------------------------------------

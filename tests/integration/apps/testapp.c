@@ -24,6 +24,7 @@
  *   GET  /big?n=BYTES           n bytes (default 1 MiB) of a fixed pattern:
  *                               byte i = (i * 31 + (i >> 10)) & 0xff
  *   POST /small-body            route body limit 1024; 200 "got N"
+ *   GET  /pid                   the worker's process id (which worker answered)
  *
  * Limits come from the environment so one binary serves every test:
  * CF_TEST_HEADER_TIMEOUT_MS, CF_TEST_BODY_TIMEOUT_MS, CF_TEST_KEEPALIVE_MS,
@@ -34,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static struct {
     long slow_started, slow_teardown, slow_cancelled, slow_other_error;
@@ -209,6 +211,8 @@ static void small_body(cf_req *rq)
     cf_textf(rq, 200, "got %zu", len);
 }
 
+static void pid(cf_req *rq) { cf_textf(rq, 200, "%ld", (long)getpid()); }
+
 static void count_request(cf_req *rq)
 {
     (void)rq;
@@ -275,6 +279,7 @@ int main(int argc, char **argv)
     cf_route(app, "GET", "/stats", stats_view);
     cf_route(app, "GET", "/boom", boom);
     cf_route(app, "GET", "/big", big);
+    cf_route(app, "GET", "/pid", pid);
     cf_route_set_max_body(cf_route(app, "POST", "/small-body", small_body), 1024);
 
     int rc = cf_run(app, argc, argv);
