@@ -333,6 +333,143 @@ int cf_result(void *awaitable);
 bool cf_cancelled(cf_req *rq);
 
 /* ------------------------------------------------------------------ */
+/* Outgoing HTTP (libcurl's multi interface on the worker's loop)       */
+/* ------------------------------------------------------------------ */
+
+/* Error codes of outgoing calls (also CF_ETIMEDOUT, CF_ECANCELED). */
+enum {
+    CF_EDNS = -1100,        /* the host name could not be resolved */
+    CF_ECONNREFUSED = -1101,/* nothing listens there (or connect failed) */
+    CF_ETLS = -1102,        /* TLS handshake or certificate failure */
+    CF_ETOOBIG = -1103,     /* the response body passed max_body */
+    CF_EHTTPSTATUS = -1104, /* cf_fetch_raise_for_status: not a 2xx */
+    CF_ENETWORK = -1105,    /* any other transfer failure (reset, ...) */
+};
+
+/* A pending or finished outgoing call; awaitable with cf_await & co. It
+ * belongs to the request: freed with it, cancelled with it. */
+typedef struct cf_fetch cf_fetch;
+
+typedef struct cf_fetch_opts {
+    const char *const *headers;  /* "Name: value" strings, NULL-terminated */
+    const char *const *query;    /* name, value, ..., NULL: appended, encoded */
+    const void *body;            /* raw body (with a Content-Type header) */
+    size_t body_len;
+    json_t *json;                /* JSON body (borrowed; sets Content-Type) */
+    const char *const *form;     /* name, value, ..., NULL: urlencoded body */
+    int64_t connect_timeout_ms;  /* default 10 s */
+    int64_t timeout_ms;          /* whole call, default 30 s */
+    size_t max_body;             /* default 16 MiB (CF_ETOOBIG above) */
+    bool follow_redirects;       /* default off; at most 10 */
+} cf_fetch_opts;
+
+/* Start a call; it runs while the caller goes on (await it to get the
+ * result). Never NULL: a bad URL or option shows as the fetch's error.
+ * opts may be NULL. Connections are reused across requests of a worker. */
+cf_fetch *cf_fetch_start(cf_req *rq, const char *method, const char *url,
+                         const cf_fetch_opts *opts);
+/* Start and await: returns the finished fetch (check cf_fetch_error).
+ * Suspends. */
+cf_fetch *cf_fetch_do(cf_req *rq, const char *method, const char *url,
+                      const cf_fetch_opts *opts);
+/* Results, valid once the fetch is done. Strings belong to the request. */
+int cf_fetch_error(cf_fetch *f);          /* 0 or a CF_E* code */
+const char *cf_fetch_errmsg(cf_fetch *f); /* what failed, naming the URL */
+int cf_fetch_status(cf_fetch *f);         /* HTTP status, 0 if none */
+const char *cf_fetch_header(cf_fetch *f, const char *name);
+const char *cf_fetch_body(cf_fetch *f, size_t *len); /* NUL-terminated */
+json_t *cf_fetch_json(cf_fetch *f);       /* parsed body, borrowed; NULL if not JSON */
+const char *cf_fetch_url(cf_fetch *f);
+/* 0 for a 2xx response; else CF_EHTTPSTATUS (or the transfer error) with
+ * cf_fetch_errmsg saying which status from which URL. */
+int cf_fetch_raise_for_status(cf_fetch *f);
+/* GET each of urls[0..n) with at most `concurrency` calls at once (0: all
+ * at once), filling out[i]; returns 0 when every call succeeded with a 2xx,
+ * else the first error in URL order. Suspends. */
+int cf_fetch_all(cf_req *rq, const char *const *urls, size_t n, size_t concurrency,
+                 const cf_fetch_opts *opts, cf_fetch **out);
+
+/* ------------------------------------------------------------------ */
+/* Database (SQLite on the thread pool, PostgreSQL on the loop)         */
+/* ------------------------------------------------------------------ */
+
+/* Error codes of database calls (also CF_ETIMEDOUT, CF_ECANCELED). */
+enum {
+    CF_EDB = -1200,            /* other database error (see cf_db_errmsg) */
+    CF_EDBSYNTAX = -1201,      /* SQL syntax or unknown table/column */
+    CF_EUNIQUE = -1202,        /* unique or primary key violation (-> 409) */
+    CF_EFOREIGNKEY = -1203,    /* foreign key violation */
+    CF_ENOTNULL = -1204,       /* NOT NULL violation */
+    CF_ECONSTRAINT = -1205,    /* another constraint (CHECK, ...) */
+    CF_EDBCONN = -1206,        /* connection lost or refused */
+    CF_EDBURL = -1207,         /* DATABASE_URL missing or malformed */
+};
+
+/* A query parameter, always bound (never spliced into the SQL text).
+ * Placeholders are $1, $2, ... on both backends. */
+typedef struct cf_value {
+    enum { CF_V_NULL, CF_V_INT, CF_V_REAL, CF_V_TEXT, CF_V_BLOB } type;
+    int64_t i;
+    double d;
+    const char *s;   /* text (NUL-terminated) or blob bytes */
+    size_t len;      /* blob length */
+} cf_value;
+static inline cf_value cf_v_null(void) { cf_value v = {CF_V_NULL, 0, 0, 0, 0}; return v; }
+static inline cf_value cf_v_int(int64_t i) { cf_value v = {CF_V_INT, i, 0, 0, 0}; return v; }
+static inline cf_value cf_v_real(double d) { cf_value v = {CF_V_REAL, 0, d, 0, 0}; return v; }
+static inline cf_value cf_v_text(const char *s)
+{ cf_value v = {s ? CF_V_TEXT : CF_V_NULL, 0, 0, s, 0}; return v; }
+static inline cf_value cf_v_blob(const void *p, size_t n)
+{ cf_value v = {CF_V_BLOB, 0, 0, (const char *)p, n}; return v; }
+
+/* The result of a statement: rows (fully fetched), affected count, last
+ * insert id. Belongs to the request. */
+typedef struct cf_rows cf_rows;
+
+/* Open the app's database from `url` (NULL: the DATABASE_URL environment
+ * variable): sqlite:///relative.db, sqlite:////absolute.db,
+ * sqlite://:memory:, postgresql://user:pass@host:port/db?... . Called at
+ * start-up; returns 0 or CF_EDBURL/CF_EDB with the reason on stderr. The
+ * connections themselves open lazily in each worker. */
+int cf_db_open(cf_app *app, const char *url);
+/* Run a schema script (several statements) once at start-up, blocking. */
+int cf_db_exec_script(cf_app *app, const char *sql);
+
+/* Run one statement with parameters; suspends. NULL on failure, with the
+ * code in cf_db_error(rq) and the message in cf_errmsg(rq). */
+cf_rows *cf_db_query_n(cf_req *rq, const char *sql, const cf_value *params, size_t n);
+#define cf_db_query(rq, ...) CF__DBQ(rq, __VA_ARGS__, CF__DBQ_END)
+#define CF__DBQ_END ((cf_value){CF_V_NULL, -4242, 0, 0, 0})
+#define CF__DBQ(rq, sql, ...) \
+    cf_db_query_n((rq), (sql), (const cf_value[]){__VA_ARGS__}, \
+                  sizeof((const cf_value[]){__VA_ARGS__}) / sizeof(cf_value) - 1)
+int cf_db_error(cf_req *rq);
+
+/* Rows: a cursor over the fetched result. */
+bool cf_rows_next(cf_rows *r);             /* advance; false past the end */
+size_t cf_rows_count(cf_rows *r);          /* number of rows */
+size_t cf_rows_columns(cf_rows *r);
+const char *cf_rows_name(cf_rows *r, size_t col);
+bool cf_row_is_null(cf_rows *r, size_t col);
+int64_t cf_row_int(cf_rows *r, size_t col);       /* 0 for NULL */
+double cf_row_real(cf_rows *r, size_t col);       /* 0.0 for NULL */
+const char *cf_row_text(cf_rows *r, size_t col);  /* NULL for NULL */
+const void *cf_row_blob(cf_rows *r, size_t col, size_t *len);
+/* The current row as a JSON object, and the whole result as an array of
+ * objects (jsonify(rows)); new references. */
+json_t *cf_row_object(cf_rows *r);
+json_t *cf_rows_json(cf_rows *r);
+int64_t cf_rows_affected(cf_rows *r);
+int64_t cf_rows_last_id(cf_rows *r);       /* SQLite rowid; use RETURNING on PostgreSQL */
+
+/* Transactions on one connection, held by the request until commit or
+ * rollback; a request that ends (fails, is cancelled) inside one is rolled
+ * back. Queries of the request between begin and commit use it. */
+int cf_db_begin(cf_req *rq);
+int cf_db_commit(cf_req *rq);
+int cf_db_rollback(cf_req *rq);
+
+/* ------------------------------------------------------------------ */
 /* In-process test client                                             */
 /* ------------------------------------------------------------------ */
 
