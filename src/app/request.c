@@ -247,8 +247,11 @@ int cf_req_set_head(cf_req *rq, const cf_http_head *h, const char *raw, size_t r
         seg = slash;
     }
     rq->path = path;
+    /* "GET /path" for crash reports; built by hand, it is made per request. */
     char *label = arena_alloc_or_die(rq, h->method_len + (size_t)n + 2);
-    snprintf(label, h->method_len + (size_t)n + 2, "%s %s", rq->method, path);
+    memcpy(label, rq->method, h->method_len);
+    label[h->method_len] = ' ';
+    memcpy(label + h->method_len + 1, path, (size_t)n + 1);
     rq->label = label;
     return 0;
 }

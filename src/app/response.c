@@ -122,35 +122,33 @@ void cf_html(cf_req *rq, int status, const char *html)
     cf_send(rq, status, "text/html; charset=utf-8", html, html ? strlen(html) : 0);
 }
 
-static int dump_into(const char *buf, size_t size, void *data)
-{
-    cf_req *rq = data;
-    size_t need = rq->resp_len + size + 1;
-    /* Grow in the arena; cf_arena_realloc extends in place when it can. */
-    char *b = cf_arena_realloc(&rq->arena, rq->resp_body, rq->resp_body ? rq->resp_len + 1 : 0, need);
-    if (!b)
-        return -1;
-    memcpy(b + rq->resp_len, buf, size);
-    rq->resp_len += size;
-    b[rq->resp_len] = 0;
-    rq->resp_body = b;
-    return 0;
-}
-
 void cf_json_value(cf_req *rq, int status, json_t *value)
 {
     if (!value) {
         cf_fail(rq, "cf_json_value: no JSON value");
         return;
     }
-    rq->resp_body = NULL;
-    rq->resp_len = 0;
-    int rc = json_dump_callback(value, dump_into, rq, JSON_COMPACT | JSON_ENCODE_ANY);
+    /* Small documents (the common case) are dumped once into a stack
+     * buffer; larger ones are dumped again straight into their final place. */
+    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+    char probe[1024];
+    size_t len = json_dumpb(value, probe, sizeof probe, flags);
+    char *body = NULL;
+    if (len && len <= sizeof probe) {
+        body = cf_alloc(rq, len + 1);
+        memcpy(body, probe, len);
+    } else if (len) {
+        body = cf_alloc(rq, len + 1);
+        len = json_dumpb(value, body, len, flags);
+    }
     json_decref(value);
-    if (rc != 0) {
+    if (!body || !len) {
         cf_fail(rq, "cannot serialize the JSON response");
         return;
     }
+    body[len] = 0;
+    rq->resp_body = body;
+    rq->resp_len = len;
     rq->status = valid_status(status) ? status : 500;
     rq->content_type = "application/json";
     rq->responded = true;
@@ -159,15 +157,21 @@ void cf_json_value(cf_req *rq, int status, json_t *value)
 
 void cf_json(cf_req *rq, int status, const char *fmt, ...)
 {
-    va_list ap;
+    va_list ap, again;
     va_start(ap, fmt);
-    json_error_t err;
-    json_t *v = json_vpack_ex(&err, 0, fmt, ap);
+    va_copy(again, ap);
+    /* Without an error record jansson skips formatting one (a snprintf per
+     * call); only a failed pack is repeated to learn why. */
+    json_t *v = json_vpack_ex(NULL, 0, fmt, ap);
     va_end(ap);
     if (!v) {
+        json_error_t err;
+        json_decref(json_vpack_ex(&err, 0, fmt, again)); /* NULL again */
+        va_end(again);
         cf_fail(rq, "cf_json: bad pack format or value: %s", err.text);
         return;
     }
+    va_end(again);
     cf_json_value(rq, status, v);
 }
 
