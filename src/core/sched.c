@@ -138,8 +138,24 @@ int cf_sched_init(cf_sched *s, uv_loop_t *loop)
     return 0;
 }
 
+void *cf_sched_service(cf_service_id id)
+{
+    return the_sched ? the_sched->svc[id].state : NULL;
+}
+
+void cf_sched_set_service(cf_service_id id, void *state, void (*close)(void *state))
+{
+    the_sched->svc[id].state = state;
+    the_sched->svc[id].close = close;
+}
+
 void cf_sched_close(cf_sched *s)
 {
+    for (int i = 0; i < CF_SVC_COUNT; i++) {
+        if (s->svc[i].close)
+            s->svc[i].close(s->svc[i].state);
+        s->svc[i] = (cf_service){NULL, NULL};
+    }
     uv_close((uv_handle_t *)&s->uv_timer, NULL);
     free(s->heap);
     s->heap = NULL;

@@ -81,8 +81,17 @@ struct cf_task {
     void (*on_exit)(cf_task *);/* called on the loop stack when done */
 };
 
+/* Per-loop state of the I/O modules (HTTP client, database pools, ...),
+ * created on first use and closed with the scheduler. */
+typedef enum { CF_SVC_FETCH, CF_SVC_DB, CF_SVC_QUEUE, CF_SVC_COUNT } cf_service_id;
+typedef struct cf_service {
+    void *state;
+    void (*close)(void *state); /* uv_close its handles; the loop runs after */
+} cf_service;
+
 typedef struct cf_sched {
     uv_loop_t *loop;
+    cf_service svc[CF_SVC_COUNT];
     uv_timer_t uv_timer;
     cf_timer **heap;
     size_t heap_len, heap_cap;
@@ -95,6 +104,9 @@ typedef struct cf_sched {
 int cf_sched_init(cf_sched *s, uv_loop_t *loop);
 void cf_sched_close(cf_sched *s);
 cf_sched *cf_sched_get(void);
+/* This loop's state of module `id`, or NULL before cf_sched_set_service. */
+void *cf_sched_service(cf_service_id id);
+void cf_sched_set_service(cf_service_id id, void *state, void (*close)(void *state));
 bool cf_on_loop_thread(void);
 
 /* Start a task in `scope` running fn(rq, arg); it is queued and runs when
