@@ -166,14 +166,23 @@ typedef enum cf_option {
     CF_OPT_MAX_CONNECTIONS,    /* per worker, default 16384 (503 above) */
     CF_OPT_DEBUG,              /* 1: error details in 500 bodies */
     CF_OPT_ACCESS_LOG,         /* 1 (default): one line per request */
+    CF_OPT_HANDLER_TIMEOUT,    /* whole pipeline; 0 (default): none (503) */
+    CF_OPT_WORKERS,            /* worker processes; 0 (default): one per core */
+    CF_OPT_GRACEFUL_TIMEOUT,   /* drain on SIGTERM/SIGHUP, default 30 s */
+    CF_OPT_MAX_REQUESTS,       /* recycle a worker after N; 0 (default): never */
 } cf_option;
 int cf_app_set(cf_app *app, cf_option option, int64_t value);
 int64_t cf_app_get(const cf_app *app, cf_option option);
 
-/* Run the app: parses --host, --port, --workers, --debug, --no-access-log
- * (and HOST, PORT, WEB_CONCURRENCY from the environment; defaults
- * 127.0.0.1, 8000, 1) and serves until SIGINT/SIGTERM, after which in-flight
- * requests finish. Returns the process exit status. */
+/* Run the app as a prefork server: a master process that keeps the worker
+ * processes alive (restarting any that die), drains them on SIGTERM/SIGINT,
+ * replaces them on SIGHUP, and stops at once on SIGQUIT. Options (see
+ * --help and docs/deployment.md): --host, --port, --unix, --workers,
+ * --user, --group, --max-requests, --graceful-timeout, --access-log,
+ * --log-format, --metrics, --debug and every limit; HOST, PORT and
+ * WEB_CONCURRENCY from the environment; systemd socket activation
+ * (LISTEN_FDS). Command line beats environment beats cf_app_set. Returns
+ * the process exit status. */
 int cf_run(cf_app *app, int argc, char **argv);
 
 /* ------------------------------------------------------------------ */
@@ -336,7 +345,8 @@ bool cf_cancelled(cf_req *rq);
 /* Outgoing HTTP (libcurl's multi interface on the worker's loop)       */
 /* ------------------------------------------------------------------ */
 
-/* Error codes of outgoing calls (also CF_ETIMEDOUT, CF_ECANCELED). */
+/* Error codes of outgoing calls (also CF_ETIMEDOUT for the connect and
+ * total timeouts, CF_ECANCELED, CF_EINVAL for a bad URL, method or header). */
 enum {
     CF_EDNS = -1100,        /* the host name could not be resolved */
     CF_ECONNREFUSED = -1101,/* nothing listens there (or connect failed) */
@@ -347,25 +357,39 @@ enum {
 };
 
 /* A pending or finished outgoing call; awaitable with cf_await & co. It
- * belongs to the request: freed with it, cancelled with it. */
+ * belongs to the request: freed with it. It is owned by the task that
+ * started it and cancelled with it (client gone, cf_cancel, an await's
+ * timeout, or that task ending first): the transfer is removed from the
+ * loop at once and the fetch finishes with CF_ECANCELED. Its await result
+ * is 0 once a response arrived, whatever its status (see
+ * cf_fetch_raise_for_status), else the fetch's error. */
 typedef struct cf_fetch cf_fetch;
 
+/* Options of one call; all members may be left zero. Name/value arrays are
+ * copied (encoded) when the call starts. */
 typedef struct cf_fetch_opts {
-    const char *const *headers;  /* "Name: value" strings, NULL-terminated */
+    const char *const *headers;  /* "Name: value" strings, NULL-terminated;
+                                    "Name:" removes a default header */
     const char *const *query;    /* name, value, ..., NULL: appended, encoded */
     const void *body;            /* raw body (with a Content-Type header) */
     size_t body_len;
     json_t *json;                /* JSON body (borrowed; sets Content-Type) */
     const char *const *form;     /* name, value, ..., NULL: urlencoded body */
-    int64_t connect_timeout_ms;  /* default 10 s */
-    int64_t timeout_ms;          /* whole call, default 30 s */
-    size_t max_body;             /* default 16 MiB (CF_ETOOBIG above) */
-    bool follow_redirects;       /* default off; at most 10 */
+    int64_t connect_timeout_ms;  /* 0: 10 s; < 0: none */
+    int64_t timeout_ms;          /* whole call; 0: 30 s; < 0: none */
+    size_t max_body;             /* 0: 16 MiB (CF_ETOOBIG above); SIZE_MAX: none */
+    bool follow_redirects;       /* default off; at most 10, http(s) only */
+    const char *ca_file;         /* PEM CA bundle instead of the system's */
 } cf_fetch_opts;
 
 /* Start a call; it runs while the caller goes on (await it to get the
- * result). Never NULL: a bad URL or option shows as the fetch's error.
- * opts may be NULL. Connections are reused across requests of a worker. */
+ * result). method: any token ("GET", "POST", "PUT", "PATCH", "DELETE",
+ * ...); url: http:// or https://. Never NULL: a bad URL or option shows as
+ * the fetch's error. opts may be NULL. Connections (and TLS sessions, DNS
+ * answers) are reused across requests of a worker; HTTP/2 is used over TLS
+ * when the server offers it. Costs no thread: the transfer runs on the
+ * worker's loop. In a threaded handler (cf_route_set_threaded) the call is
+ * made right here, blocking that thread, and the fetch returns finished. */
 cf_fetch *cf_fetch_start(cf_req *rq, const char *method, const char *url,
                          const cf_fetch_opts *opts);
 /* Start and await: returns the finished fetch (check cf_fetch_error).
@@ -374,18 +398,25 @@ cf_fetch *cf_fetch_do(cf_req *rq, const char *method, const char *url,
                       const cf_fetch_opts *opts);
 /* Results, valid once the fetch is done. Strings belong to the request. */
 int cf_fetch_error(cf_fetch *f);          /* 0 or a CF_E* code */
-const char *cf_fetch_errmsg(cf_fetch *f); /* what failed, naming the URL */
+const char *cf_fetch_errmsg(cf_fetch *f); /* what failed, naming the URL; "" if nothing */
 int cf_fetch_status(cf_fetch *f);         /* HTTP status, 0 if none */
+/* A response header (case-insensitive, the first of that name), or NULL.
+ * After redirects, those of the last response. */
 const char *cf_fetch_header(cf_fetch *f, const char *name);
-const char *cf_fetch_body(cf_fetch *f, size_t *len); /* NUL-terminated */
+/* Header iteration: false past the last one. */
+bool cf_fetch_header_at(cf_fetch *f, size_t i, const char **name, const char **value);
+/* The body (decoded if the server compressed it); NUL-terminated, "" if none. */
+const char *cf_fetch_body(cf_fetch *f, size_t *len);
 json_t *cf_fetch_json(cf_fetch *f);       /* parsed body, borrowed; NULL if not JSON */
-const char *cf_fetch_url(cf_fetch *f);
+const char *cf_fetch_url(cf_fetch *f);    /* the URL called (after redirects: the last) */
 /* 0 for a 2xx response; else CF_EHTTPSTATUS (or the transfer error) with
- * cf_fetch_errmsg saying which status from which URL. */
+ * cf_fetch_errmsg (and cf_errmsg of the request) saying which status from
+ * which URL; cf_fetch_error then returns that code too. */
 int cf_fetch_raise_for_status(cf_fetch *f);
 /* GET each of urls[0..n) with at most `concurrency` calls at once (0: all
  * at once), filling out[i]; returns 0 when every call succeeded with a 2xx,
- * else the first error in URL order. Suspends. */
+ * else the first error in URL order (cf_errmsg(rq) says which), or
+ * CF_ECANCELED. Calls not started then are filled in as cancelled. Suspends. */
 int cf_fetch_all(cf_req *rq, const char *const *urls, size_t n, size_t concurrency,
                  const cf_fetch_opts *opts, cf_fetch **out);
 
@@ -393,9 +424,22 @@ int cf_fetch_all(cf_req *rq, const char *const *urls, size_t n, size_t concurren
 /* Database (SQLite on the thread pool, PostgreSQL on the loop)         */
 /* ------------------------------------------------------------------ */
 
-/* Error codes of database calls (also CF_ETIMEDOUT, CF_ECANCELED). */
+/* One API over two backends, chosen by the URL given to cf_db_open:
+ *   SQLite: every statement runs on libuv's thread pool (never on the
+ *     loop), one connection per pool thread, WAL mode, a busy timeout and a
+ *     prepared-statement cache per connection; foreign keys are enforced.
+ *   PostgreSQL: libpq in non-blocking pipeline mode, its socket polled by
+ *     the worker's loop (no thread per query); a pool of connections per
+ *     worker (CF_DB_POOL_SIZE), requests wait in FIFO order when all are
+ *     busy. Queries a request has in flight at once share its connection
+ *     and are pipelined (cf_db_start + cf_await_all).
+ * Placeholders are $1, $2, ... on both; parameters are always bound. */
+
+/* Error codes of database calls (also CF_ETIMEDOUT, CF_ECANCELED,
+ * CF_EINVAL for a parameter count or value that does not fit). The message
+ * is in cf_errmsg(rq) (or cf_dbq_errmsg). */
 enum {
-    CF_EDB = -1200,            /* other database error (see cf_db_errmsg) */
+    CF_EDB = -1200,            /* other database error */
     CF_EDBSYNTAX = -1201,      /* SQL syntax or unknown table/column */
     CF_EUNIQUE = -1202,        /* unique or primary key violation (-> 409) */
     CF_EFOREIGNKEY = -1203,    /* foreign key violation */
@@ -427,46 +471,102 @@ static inline cf_value cf_v_blob(const void *p, size_t n)
 typedef struct cf_rows cf_rows;
 
 /* Open the app's database from `url` (NULL: the DATABASE_URL environment
- * variable): sqlite:///relative.db, sqlite:////absolute.db,
- * sqlite://:memory:, postgresql://user:pass@host:port/db?... . Called at
- * start-up; returns 0 or CF_EDBURL/CF_EDB with the reason on stderr. The
- * connections themselves open lazily in each worker. */
+ * variable):
+ *   sqlite:///relative.db         relative to the current directory
+ *   sqlite:////absolute/path.db   (a query such as ?mode=ro is passed to
+ *                                 SQLite as URI parameters)
+ *   sqlite://:memory:             one in-memory database per worker process,
+ *                                 on a single connection (queries take turns)
+ *   postgresql://user:pass@host:port/db?...   libpq's URI (postgres:// too)
+ * Called at start-up, before cf_run; returns 0, or CF_EDBURL (missing or
+ * malformed URL) / CF_EDBCONN (SQLite file cannot be opened) with the reason
+ * on stderr. PostgreSQL connections open lazily in each worker. Opening
+ * again replaces the previous database. */
 int cf_db_open(cf_app *app, const char *url);
-/* Run a schema script (several statements) once at start-up, blocking. */
+/* Run a schema script (several statements separated by ';') once at
+ * start-up, blocking: on its own connection, not through the pools. Returns
+ * 0 or a CF_E* code with the reason on stderr. Refused (CF_EPERM) inside a
+ * handler. */
 int cf_db_exec_script(cf_app *app, const char *sql);
+/* "sqlite" or "postgresql" (NULL before cf_db_open). */
+const char *cf_db_backend(const cf_app *app);
 
-/* Run one statement with parameters; suspends. NULL on failure, with the
- * code in cf_db_error(rq) and the message in cf_errmsg(rq). */
+/* Database options; set them before cf_run (before or after cf_db_open). */
+typedef enum cf_db_option {
+    CF_DB_POOL_SIZE,       /* PostgreSQL connections per worker, default 10 */
+    CF_DB_CONNECT_TIMEOUT, /* PostgreSQL connection set-up, default 10000 ms */
+    CF_DB_BUSY_TIMEOUT,    /* SQLite: wait this long for a lock, default 5000 ms;
+                            * then CF_ETIMEDOUT */
+    CF_DB_STMT_CACHE,      /* SQLite prepared statements kept per connection,
+                            * default 64 (0: none) */
+} cf_db_option;
+int cf_db_set(cf_app *app, cf_db_option option, int64_t value);
+
+/* Run one statement with parameters; suspends (a pool-thread hop on
+ * SQLite, a round trip on PostgreSQL). NULL on failure, with the code in
+ * cf_db_error(rq) and the message in cf_errmsg(rq). The rows belong to the
+ * request. Not available in threaded routes (NULL, CF_EPERM). */
 cf_rows *cf_db_query_n(cf_req *rq, const char *sql, const cf_value *params, size_t n);
-#define cf_db_query(rq, ...) CF__DBQ(rq, __VA_ARGS__, CF__DBQ_END)
+#define cf_db_query(rq, ...) CF__DBQ(cf_db_query_n, rq, __VA_ARGS__, CF__DBQ_END)
 #define CF__DBQ_END ((cf_value){CF_V_NULL, -4242, 0, 0, 0})
-#define CF__DBQ(rq, sql, ...) \
-    cf_db_query_n((rq), (sql), (const cf_value[]){__VA_ARGS__}, \
-                  sizeof((const cf_value[]){__VA_ARGS__}) / sizeof(cf_value) - 1)
+#define CF__DBQ(fn, rq, sql, ...) \
+    fn((rq), (sql), (const cf_value[]){__VA_ARGS__}, \
+       sizeof((const cf_value[]){__VA_ARGS__}) / sizeof(cf_value) - 1)
+/* The error code of the request's last database call (0 if it succeeded). */
 int cf_db_error(cf_req *rq);
 
-/* Rows: a cursor over the fetched result. */
+/* Start a statement without waiting: the handle is awaitable (cf_await,
+ * cf_await_all, ...) and its result is 0 or the statement's error. On
+ * PostgreSQL the statements a request has in flight together go down one
+ * connection in pipeline mode (one round trip for all); on SQLite they run
+ * on pool threads side by side. SQL and parameters are copied, so the
+ * caller's buffers may go at once. Never NULL; cancelled with the calling
+ * task (a running SQLite statement is interrupted). */
+typedef struct cf_dbq cf_dbq;
+cf_dbq *cf_db_start_n(cf_req *rq, const char *sql, const cf_value *params, size_t n);
+#define cf_db_start(rq, ...) CF__DBQ(cf_db_start_n, rq, __VA_ARGS__, CF__DBQ_END)
+/* Once it is done: the rows (NULL if it failed), its error code (0, a CF_E*
+ * code, or CF_ECANCELED / CF_EINVAL while not done) and message. */
+cf_rows *cf_dbq_rows(cf_dbq *q);
+int cf_dbq_error(cf_dbq *q);
+const char *cf_dbq_errmsg(cf_dbq *q);
+
+/* Rows: a cursor over the fetched result. Before the first cf_rows_next the
+ * getters read the first row (handy for one-row results); past the end they
+ * read nothing (NULL / 0). Column indexes start at 0. */
 bool cf_rows_next(cf_rows *r);             /* advance; false past the end */
 size_t cf_rows_count(cf_rows *r);          /* number of rows */
 size_t cf_rows_columns(cf_rows *r);
 const char *cf_rows_name(cf_rows *r, size_t col);
+/* Index of the column called `name`, or -1. */
+long cf_rows_index(cf_rows *r, const char *name);
 bool cf_row_is_null(cf_rows *r, size_t col);
-int64_t cf_row_int(cf_rows *r, size_t col);       /* 0 for NULL */
+int64_t cf_row_int(cf_rows *r, size_t col);       /* 0 for NULL; text is parsed */
 double cf_row_real(cf_rows *r, size_t col);       /* 0.0 for NULL */
-const char *cf_row_text(cf_rows *r, size_t col);  /* NULL for NULL */
+/* NULL for NULL; numbers are formatted (into the request). */
+const char *cf_row_text(cf_rows *r, size_t col);
 const void *cf_row_blob(cf_rows *r, size_t col, size_t *len);
 /* The current row as a JSON object, and the whole result as an array of
- * objects (jsonify(rows)); new references. */
+ * objects (jsonify(rows)); new references. Integers become JSON integers,
+ * reals reals, text strings, NULL null, blobs (SQLite BLOB, PostgreSQL
+ * bytea) base64 strings (RFC 4648, with padding); PostgreSQL booleans
+ * become true/false, json/jsonb columns embedded JSON, numeric reals. */
 json_t *cf_row_object(cf_rows *r);
 json_t *cf_rows_json(cf_rows *r);
+/* Rows changed by INSERT/UPDATE/DELETE (0 for other statements). */
 int64_t cf_rows_affected(cf_rows *r);
-int64_t cf_rows_last_id(cf_rows *r);       /* SQLite rowid; use RETURNING on PostgreSQL */
+/* SQLite: the rowid of the row an INSERT added (0 otherwise). PostgreSQL:
+ * always 0, use INSERT ... RETURNING id (SQLite has RETURNING too). */
+int64_t cf_rows_last_id(cf_rows *r);
 
 /* Transactions on one connection, held by the request until commit or
- * rollback; a request that ends (fails, is cancelled) inside one is rolled
- * back. Queries of the request between begin and commit use it. */
+ * rollback; a request that ends (fails, is cancelled, forgets to commit)
+ * inside one is rolled back when it ends. Queries of the request between
+ * begin and commit use that connection, in order. SQLite begins with BEGIN
+ * IMMEDIATE (the write lock is taken at once, other writers wait up to
+ * CF_DB_BUSY_TIMEOUT). No nesting (CF_EINVAL). Each suspends. */
 int cf_db_begin(cf_req *rq);
-int cf_db_commit(cf_req *rq);
+int cf_db_commit(cf_req *rq);   /* the transaction ends even if this fails */
 int cf_db_rollback(cf_req *rq);
 
 /* ------------------------------------------------------------------ */

@@ -35,6 +35,7 @@ int main(int argc, char **argv)
 {
     cf_app *app = cf_app_new();
     cf_app_set(app, CF_OPT_ACCESS_LOG, 0);
+    cf_app_set(app, CF_OPT_WORKERS, 1); /* the bench contract: one worker */
     cf_route(app, "GET", "/plaintext", plaintext);
     cf_route(app, "GET", "/json", json);
     cf_route(app, "GET", "/sleep", sleep_ms);

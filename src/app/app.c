@@ -86,6 +86,10 @@ cf_app *cf_app_new(void)
     app->opt[CF_OPT_MAX_CONNECTIONS] = 16384;
     app->opt[CF_OPT_DEBUG] = 0;
     app->opt[CF_OPT_ACCESS_LOG] = 1;
+    app->opt[CF_OPT_HANDLER_TIMEOUT] = 0;
+    app->opt[CF_OPT_WORKERS] = 0;
+    app->opt[CF_OPT_GRACEFUL_TIMEOUT] = 30 * 1000;
+    app->opt[CF_OPT_MAX_REQUESTS] = 0;
     return app;
 }
 

@@ -63,11 +63,12 @@ struct cf_route {
     size_t nchain;
     unsigned chain_version;
     bool chain_built;
+    int metrics_index;      /* row in the shared metrics (server/metrics.c) */
     cf_route *next_on_rule; /* routes sharing a rule, differing by method */
     cf_route *next_all;
 };
 
-#define CF_OPT_COUNT (CF_OPT_ACCESS_LOG + 1)
+#define CF_OPT_COUNT (CF_OPT_MAX_REQUESTS + 1)
 
 struct cf_app {
     cf_group root;

@@ -149,6 +149,15 @@ static int pipeline_main(cf_req *rq, void *arg)
         }
     }
 
+    if (rq->timed_out) {
+        /* The handler deadline cancelled the task: answer for it. */
+        cf_timer_stop(&rq->deadline);
+        rq->main.cancelled = false;
+        rq->error = CF_ETIMEDOUT;
+        rq->errmsg = "the request took longer than the handler timeout";
+        cf_abort(rq, 503);
+    }
+    cf_timer_stop(&rq->deadline);
     if (rq->main.cancelled) {
         rq->error = CF_ECANCELED;
         rq->errmsg = "the client went away";
@@ -183,6 +192,9 @@ static int pipeline_main(cf_req *rq, void *arg)
 
 void cf_req_dispatch(cf_req *rq)
 {
+    int64_t limit = rq->app->opt[CF_OPT_HANDLER_TIMEOUT];
+    if (limit > 0)
+        cf_timer_start(&rq->deadline, (uint64_t)limit);
     if (!cf_task_start(&rq->main, &rq->scope, rq, pipeline_main, NULL, rq->label)) {
         /* No coroutine stack to be had (memory exhausted): answer anyway. */
         cf_text(rq, 503, "503 Service Unavailable: out of coroutine stacks\n");

@@ -24,6 +24,8 @@
 typedef struct cf_transport {
     void (*send)(cf_req *rq);
     void (*finished)(cf_req *rq);
+    /* A task of the request crashed (server workers): may be NULL. */
+    void (*crashed)(cf_req *rq, bool main_task);
 } cf_transport;
 
 typedef struct cf_kv {
@@ -93,6 +95,9 @@ struct cf_req {
     char *label;
     uint64_t start_ns;
     size_t bytes_sent;
+    const char *request_id;
+    cf_timer deadline; /* CF_OPT_HANDLER_TIMEOUT */
+    bool timed_out;
 };
 
 cf_req *cf_req_new(cf_app *app, const cf_transport *tp, void *tp_ctx);

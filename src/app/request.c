@@ -28,6 +28,8 @@ uint64_t cf_now_ns(void)
 }
 
 static void scope_released(cf_scope *s);
+static void scope_crashed(cf_scope *s, cf_task *t);
+static void on_deadline(cf_timer *t);
 
 cf_req *cf_req_new(cf_app *app, const cf_transport *tp, void *tp_ctx)
 {
@@ -41,6 +43,8 @@ cf_req *cf_req_new(cf_app *app, const cf_transport *tp, void *tp_ctx)
     rq->tp_ctx = tp_ctx;
     rq->scope.arena = &rq->arena;
     rq->scope.release = scope_released;
+    rq->scope.crashed = scope_crashed;
+    cf_timer_init(&rq->deadline, on_deadline);
     rq->start_ns = cf_now_ns();
     return rq;
 }
@@ -62,9 +66,25 @@ void cf_req_pool_drain(void)
         free(req_pool[--req_pool_len]);
 }
 
+static void on_deadline(cf_timer *t)
+{
+    cf_req *rq = (cf_req *)((char *)t - offsetof(cf_req, deadline));
+    rq->timed_out = true; /* the pipeline answers 503 (pipeline.c) */
+    cf_task_cancel(&rq->main);
+}
+
+static void scope_crashed(cf_scope *s, cf_task *t)
+{
+    cf_req *rq = (cf_req *)((char *)s - offsetof(cf_req, scope));
+    cf_timer_stop(&rq->deadline);
+    if (rq->tp && rq->tp->crashed)
+        rq->tp->crashed(rq, t == &rq->main);
+}
+
 static void scope_released(cf_scope *s)
 {
     cf_req *rq = (cf_req *)((char *)s - offsetof(cf_req, scope));
+    cf_timer_stop(&rq->deadline);
     if (rq->tp && rq->tp->finished)
         rq->tp->finished(rq);
     cf_req_free(rq);

@@ -25,6 +25,20 @@ const char *cf_strerror(int code)
     case CF_EFAIL: return "failed";
     case CF_ENOTFOUND: return "not found";
     case CF_EJSON: return "invalid JSON";
+    case CF_EDNS: return "could not resolve the host name";
+    case CF_ECONNREFUSED: return "connection refused";
+    case CF_ETLS: return "TLS failure";
+    case CF_ETOOBIG: return "response body too large";
+    case CF_EHTTPSTATUS: return "HTTP error status";
+    case CF_ENETWORK: return "network error";
+    case CF_EDB: return "database error";
+    case CF_EDBSYNTAX: return "SQL syntax error or unknown table/column";
+    case CF_EUNIQUE: return "unique constraint violated";
+    case CF_EFOREIGNKEY: return "foreign key constraint violated";
+    case CF_ENOTNULL: return "NOT NULL constraint violated";
+    case CF_ECONSTRAINT: return "constraint violated";
+    case CF_EDBCONN: return "database connection lost or refused";
+    case CF_EDBURL: return "DATABASE_URL missing or malformed";
     default: return "unknown error";
     }
 }

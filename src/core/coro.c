@@ -16,6 +16,7 @@
  * thread-local: one loop thread runs coroutines, and that thread's worker is
  * the owner of this state.
  */
+#define _GNU_SOURCE /* REG_RIP & co. in ucontext.h */
 #include "core/coro.h"
 
 #include <pthread.h>
@@ -27,9 +28,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#ifdef CF_CORO_UCONTEXT
 #include <ucontext.h>
-#endif
 
 #if defined(__SANITIZE_ADDRESS__)
 #define CF_HAVE_ASAN 1
@@ -64,6 +63,7 @@ struct cf_coro {
     void *arg;
     const char *label;
     bool finished;
+    volatile sig_atomic_t crash_signal; /* set when recovered from a crash */
     cf_coro *next_free;
 #ifdef CF_HAVE_ASAN
     void *fake_stack;
@@ -269,6 +269,7 @@ cf_coro *cf_coro_new(cf_coro_fn fn, void *arg)
     co->arg = arg;
     co->label = NULL;
     co->finished = false;
+    co->crash_signal = 0;
     co->next_free = NULL;
 #ifdef CF_HAVE_ASAN
     co->fake_stack = NULL;
@@ -337,50 +338,123 @@ void cf_coro_yield(void)
     asan_arrived_in_coro(co);
 }
 
-/* ---- stack overflow reporting ---------------------------------------- */
+/* ---- crashes: stack overflow and faults in handler code ---------------- */
 
-static struct sigaction previous_segv;
+/* Fatal signals we look at; each chains to whoever handled it before us. */
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+#define NFATAL (sizeof fatal_signals / sizeof *fatal_signals)
+static struct sigaction previous_action[NFATAL];
+static volatile sig_atomic_t recovery_enabled;
+
+void cf_coro_enable_crash_recovery(bool on) { recovery_enabled = on; }
+bool cf_coro_crashed(cf_coro *co) { return co->crash_signal != 0; }
+int cf_coro_crash_signal(cf_coro *co) { return co->crash_signal; }
 
 static void write_str(const char *s) { (void)!write(2, s, strlen(s)); }
 
-static void on_segv(int sig, siginfo_t *info, void *uctx)
+static void write_num(unsigned long v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && n < sizeof tmp);
+    char out[24];
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    (void)!write(2, out, n);
+}
+
+static const char *signal_name(int sig)
+{
+    switch (sig) {
+    case SIGSEGV: return "SIGSEGV";
+    case SIGBUS: return "SIGBUS";
+    case SIGFPE: return "SIGFPE";
+    case SIGILL: return "SIGILL";
+    case SIGABRT: return "SIGABRT";
+    default: return "a fatal signal";
+    }
+}
+
+/* Where a recovered coroutine continues: it never runs user code again,
+ * only yields to the scheduler, which sees it crashed and never resumes it. */
+static void crashed_coroutine(void)
+{
+    cf_coro_yield();
+    abort();
+}
+
+/* Point the interrupted context at crashed_coroutine, on a fresh spot near
+ * the top of the coroutine's own stack (its frames are abandoned, and after
+ * an overflow the stack pointer sits in the guard page). */
+static bool redirect_context(void *uctx, cf_coro *co)
+{
+    ucontext_t *uc = uctx;
+    uintptr_t top = (uintptr_t)co & ~(uintptr_t)15;
+#if defined(__x86_64__)
+    uc->uc_mcontext.gregs[REG_RSP] = (greg_t)(top - 256 - 8); /* as if called */
+    uc->uc_mcontext.gregs[REG_RIP] = (greg_t)(uintptr_t)crashed_coroutine;
+    return true;
+#elif defined(__aarch64__)
+    uc->uc_mcontext.sp = top - 256;
+    uc->uc_mcontext.pc = (uintptr_t)crashed_coroutine;
+    return true;
+#else
+    (void)uc, (void)top;
+    return false;
+#endif
+}
+
+static void on_fatal(int sig, siginfo_t *info, void *uctx)
 {
     cf_coro *co = current;
     char *addr = info ? (char *)info->si_addr : NULL;
-    if (co && addr >= co->map && addr < co->map + page_size()) {
-        char num[32];
-        size_t kib = stack_len(co) / 1024, n = 0;
-        char tmp[32];
-        do {
-            tmp[n++] = (char)('0' + kib % 10);
-            kib /= 10;
-        } while (kib && n < sizeof tmp);
-        for (size_t i = 0; i < n; i++)
-            num[i] = tmp[n - 1 - i];
-        num[n] = 0;
+    bool overflow = co && sig == SIGSEGV && addr >= co->map && addr < co->map + page_size();
+    if (overflow) {
         write_str("carafe: stack overflow in a coroutine (stack ");
-        write_str(num);
-        write_str(" KiB");
+        write_num(stack_len(co) / 1024);
+        write_str(" KiB)");
+    } else if (co) {
+        write_str("carafe: ");
+        write_str(signal_name(sig));
+        write_str(" in a coroutine");
+    }
+    if (co) {
         if (co->label) {
-            write_str(") while handling ");
+            write_str(" while handling ");
             write_str(co->label);
-        } else {
-            write_str(")");
         }
-        write_str("; raise the stack size with CF_OPT_STACK_SIZE\n");
+        if (overflow)
+            write_str("; raise the stack size with CF_OPT_STACK_SIZE");
+        write_str("\n");
     }
-    /* Hand over to whoever handled SIGSEGV before us (ASan's report), or
-     * die of the signal as the process would have without us. */
-    if ((previous_segv.sa_flags & SA_SIGINFO) && previous_segv.sa_sigaction) {
-        previous_segv.sa_sigaction(sig, info, uctx);
+    /* In a server worker the crashed request is dropped and the worker
+     * drains its other requests before it is replaced; its memory may be
+     * damaged, so it takes no new work (see sched.c and the worker). */
+    if (co && recovery_enabled && !co->crash_signal && redirect_context(uctx, co)) {
+        co->crash_signal = sig;
         return;
     }
-    if (previous_segv.sa_handler != SIG_DFL && previous_segv.sa_handler != SIG_IGN &&
-        previous_segv.sa_handler != NULL) {
-        previous_segv.sa_handler(sig);
+    size_t i = 0;
+    while (i < NFATAL && fatal_signals[i] != sig)
+        i++;
+    /* Hand over to whoever handled the signal before us (ASan's report),
+     * or die of it as the process would have without us. */
+    if (i < NFATAL && (previous_action[i].sa_flags & SA_SIGINFO) && previous_action[i].sa_sigaction) {
+        previous_action[i].sa_sigaction(sig, info, uctx);
         return;
     }
-    signal(SIGSEGV, SIG_DFL); /* returning re-executes the fault, now fatal */
+    if (i < NFATAL && previous_action[i].sa_handler != SIG_DFL &&
+        previous_action[i].sa_handler != SIG_IGN && previous_action[i].sa_handler != NULL) {
+        previous_action[i].sa_handler(sig);
+        return;
+    }
+    signal(sig, SIG_DFL);
+    if (sig != SIGSEGV && sig != SIGBUS && sig != SIGILL && sig != SIGFPE)
+        raise(sig); /* not a fault that re-executes: deliver it again */
+    /* returning re-executes the faulting instruction, now fatal */
 }
 
 /* An alternate signal stack we allocated for a thread is released when the
@@ -405,10 +479,11 @@ static void segv_install(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_segv;
+    sa.sa_sigaction = on_fatal;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, &previous_segv);
+    for (size_t i = 0; i < NFATAL; i++)
+        sigaction(fatal_signals[i], &sa, &previous_action[i]);
 }
 
 void cf_coro_install_overflow_handler(void)

@@ -39,6 +39,15 @@ void cf_coro_set_label(cf_coro *co, const char *label);
  * coroutines. */
 void cf_coro_install_overflow_handler(void);
 
+/* With recovery on (server workers), a fatal signal (SIGSEGV, SIGABRT, ...)
+ * raised by code running in a coroutine is reported with the coroutine's
+ * label and ends only that coroutine: it yields and is marked crashed
+ * (cf_coro_crashed), and is never to be resumed. Off (the default), the
+ * report is printed and the process dies of the signal. */
+void cf_coro_enable_crash_recovery(bool on);
+bool cf_coro_crashed(cf_coro *co);
+int cf_coro_crash_signal(cf_coro *co);
+
 /* Unmap this thread's pooled stacks (a loop thread that is done with
  * coroutines: they would outlive it otherwise). */
 void cf_coro_pool_drain(void);

@@ -177,6 +177,7 @@ static void runq_push(cf_sched *s, cf_task *t)
 }
 
 static void task_exited(cf_task *t);
+static void task_crashed(cf_task *t);
 
 void cf_sched_run(void)
 {
@@ -196,6 +197,8 @@ void cf_sched_run(void)
         if (finished) {
             t->co = NULL;
             task_exited(t);
+        } else if (cf_coro_crashed(t->co)) {
+            task_crashed(t);
         }
     }
     s->draining = false;
@@ -321,6 +324,26 @@ static void task_exited(cf_task *t)
     if (t->on_exit)
         t->on_exit(t);
     cf_scope_unref(scope);
+}
+
+/* The task's code died of a fatal signal (see cf_coro_enable_crash_recovery).
+ * Its stack is abandoned, not reused, and its scope is never released: what
+ * it held may be inconsistent. Whoever awaits it sees CF_EFAIL, and its
+ * scope's owner decides what else to drop. */
+static void task_crashed(cf_task *t)
+{
+    cf_timer_stop(&t->timer);
+    t->state = CF_TASK_DONE;
+    t->co = NULL;
+    while (t->owned) {
+        cf_waitable *w = t->owned;
+        cf_waitable_detach(w);
+        if (w->cancel)
+            w->cancel(w);
+    }
+    cf_waitable_complete(&t->w, CF_EFAIL);
+    if (t->scope->crashed)
+        t->scope->crashed(t->scope, t);
 }
 
 void cf_task_cancel(cf_task *t)

@@ -27,6 +27,8 @@ typedef struct cf_scope {
     cf_arena *arena;
     int refs;
     void (*release)(struct cf_scope *); /* refs reached 0 */
+    /* A task of this scope died of a crash (server workers only). */
+    void (*crashed)(struct cf_scope *, struct cf_task *);
 } cf_scope;
 void cf_scope_ref(cf_scope *s);
 void cf_scope_unref(cf_scope *s);

@@ -17,6 +17,7 @@
  * down our side and drain what the client still sends for a moment, so
  * the client reads the error instead of a reset.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,7 @@ enum conn_state {
 enum timer_kind { T_NONE, T_IDLE, T_HEADER, T_BODY, T_LINGER };
 
 struct cf_conn {
-    uv_tcp_t tcp;
+    cf_stream s; /* TCP or Unix socket */
     cf_worker *w;
     cf_conn *next, *prev;
     enum conn_state state;
@@ -66,6 +67,7 @@ struct cf_conn {
 #define BUF_INITIAL 4096
 #define BUF_MAX_PIPELINE (64 * 1024) /* beyond head limit, buffered while busy */
 #define LINGER_MS 2000
+#define STOP_GRACE_MS 1000 /* idle connections on a graceful stop */
 /* Unsent response bytes above which the next pipelined request waits: a
  * client that pipelines requests without reading their responses must not
  * make the server buffer them all. */
@@ -73,7 +75,7 @@ struct cf_conn {
 
 static size_t queued_bytes(cf_conn *c)
 {
-    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+    return uv_stream_get_write_queue_size(&c->s.stream);
 }
 
 /* Response bytes the client has not taken yet: queued here and, where the
@@ -84,7 +86,7 @@ static size_t unsent_bytes(cf_conn *c)
 #ifdef SIOCOUTQ
     uv_os_fd_t fd;
     int outq = 0;
-    if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &outq) == 0 &&
+    if (uv_fileno(&c->s.handle, &fd) == 0 && ioctl(fd, SIOCOUTQ, &outq) == 0 &&
         outq > 0)
         n += (size_t)outq;
 #endif
@@ -132,7 +134,9 @@ static void conn_close(cf_conn *c)
         cf_req_free(c->rq); /* read but never dispatched */
         c->rq = NULL;
     }
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    uv_close(&c->s.handle, on_closed);
+    /* A crashed request never releases its connection: count the close now. */
+    cf_worker_conn_closed(c->w);
 }
 
 /* ---- timers ----------------------------------------------------------------- */
@@ -158,7 +162,7 @@ static void timeout_response(cf_conn *c, const char *what)
                      "Content-Length: %d\r\nConnection: close\r\n\r\n408 Request Timeout: %s\n",
                      bl, what);
     uv_buf_t b = uv_buf_init(msg, (unsigned)n);
-    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    uv_try_write(&c->s.stream, &b, 1);
 }
 
 static void on_timer(cf_timer *t)
@@ -233,7 +237,7 @@ static void write_bufs(cf_conn *c, uv_buf_t *bufs, unsigned n)
 {
     if (c->closing)
         return;
-    int done = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    int done = uv_try_write(&c->s.stream, bufs, n);
     size_t skip = done > 0 ? (size_t)done : 0, rest = 0;
     if (done < 0 && done != UV_EAGAIN) {
         conn_close(c);
@@ -263,7 +267,7 @@ static void write_bufs(cf_conn *c, uv_buf_t *bufs, unsigned n)
     wr->c = c;
     wr->len = rest;
     uv_buf_t b = uv_buf_init(wr->data, (unsigned)rest);
-    if (uv_write(&wr->uv, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+    if (uv_write(&wr->uv, &c->s.stream, &b, 1, on_written) != 0) {
         free(wr);
         conn_close(c);
         return;
@@ -291,7 +295,7 @@ static void linger_close(cf_conn *c)
         c->rq = NULL;
     }
     uv_shutdown_t *s = malloc(sizeof *s);
-    if (!s || uv_shutdown(s, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    if (!s || uv_shutdown(s, &c->s.stream, on_shutdown) != 0) {
         free(s);
         conn_close(c);
         return;
@@ -315,7 +319,9 @@ static void error_response(cf_conn *c, int status, const char *reason)
     write_bufs(c, bufs, 2);
     if (c->w->access_log) {
         char line[512];
-        int n = snprintf(line, sizeof line, "%s \"-\" %d %d (%s)\n", c->peer, status, bl, reason);
+        cf_worker_date(c->w);
+        int n = snprintf(line, sizeof line, "%s - - [%s] \"-\" %d %d 0.000ms - (%s)\n", c->peer,
+                         c->w->log_date, status, bl, reason);
         cf_worker_log(c->w, line, (size_t)n);
     }
     linger_close(c);
@@ -349,6 +355,74 @@ static bool framing_header(const char *name)
            strcasecmp(name, "Transfer-Encoding") == 0;
 }
 
+/* X-Request-Id: the client's (or proxy's) when it is a sane token, else a
+ * new one; sent back and logged so a line in the log finds its request. */
+static const char *request_id(cf_conn *c, cf_req *rq)
+{
+    const char *id = cf_header(rq, "X-Request-Id");
+    if (id) {
+        size_t n = 0;
+        while (id[n] && n <= 128 && (isalnum((unsigned char)id[n]) || strchr("-_.:", id[n])))
+            n++;
+        if (n && !id[n])
+            return id;
+    }
+    /* splitmix64 over a per-worker counter: unique per worker, hard to guess. */
+    uint64_t z = (c->w->id_seed += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return cf_sprintf(rq, "%016llx", (unsigned long long)z);
+}
+
+static size_t json_escape(char *out, size_t cap, const char *s)
+{
+    size_t o = 0;
+    for (; *s && o + 7 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)ch;
+        } else if (ch < 0x20 || ch == 0x7f) {
+            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", ch);
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    out[o] = 0;
+    return o;
+}
+
+static void log_request(cf_conn *c, cf_req *rq, int status)
+{
+    cf_worker *w = c->w;
+    char line[2048];
+    double ms = (double)(cf_now_ns() - rq->start_ns) / 1e6;
+    const char *id = rq->request_id ? rq->request_id : "-";
+    int n;
+    if (w->log_json) {
+        char target[1024], ua[256];
+        json_escape(target, sizeof target, rq->target);
+        const char *agent = cf_header(rq, "User-Agent");
+        json_escape(ua, sizeof ua, agent ? agent : "");
+        n = snprintf(line, sizeof line,
+                     "{\"time\":\"%s\",\"remote\":\"%s\",\"request_id\":\"%s\",\"method\":\"%s\","
+                     "\"target\":\"%s\",\"protocol\":\"HTTP/1.%d\",\"status\":%d,\"bytes\":%zu,"
+                     "\"duration_ms\":%.3f,\"route\":\"%s\",\"user_agent\":\"%s\"}\n",
+                     w->log_date, c->peer, id, rq->method, target, rq->minor, status, rq->bytes_sent,
+                     ms, rq->route ? rq->route->name : "", ua);
+    } else {
+        n = snprintf(line, sizeof line, "%s - - [%s] \"%s %.900s HTTP/1.%d\" %d %zu %.3fms %s\n",
+                     c->peer, w->log_date, rq->method, rq->target, rq->minor, status,
+                     rq->bytes_sent, ms, id);
+    }
+    if (n < 0)
+        return;
+    if (n > (int)sizeof line - 1)
+        n = (int)sizeof line - 1, line[n - 1] = '\n';
+    cf_worker_log(w, line, (size_t)n);
+}
+
 /* The pipeline's transport hook: serialize and write the response. This
  * runs for every request, hence the hand-rolled formatting. */
 static void send_response(cf_req *rq)
@@ -359,6 +433,10 @@ static void send_response(cf_req *rq)
     cf_worker *w = c->w;
     bool close = !rq->keep_alive || w->stopping;
     int status = rq->status;
+    if (w->access_log || cf_header(rq, "X-Request-Id")) {
+        rq->request_id = request_id(c, rq);
+        cf_set_header(rq, "X-Request-Id", rq->request_id);
+    }
     bool has_entity = status >= 200 && status != 204 && status != 304;
     size_t need = 256 + (rq->content_type ? strlen(rq->content_type) : 0);
     for (size_t i = 0; i < rq->resp_headers.len; i++)
@@ -404,15 +482,9 @@ static void send_response(cf_req *rq)
     rq->bytes_sent = body ? rq->resp_len : 0;
     c->keep_alive = !close;
 
-    if (w->access_log) {
-        char line[1024];
-        double ms = (double)(cf_now_ns() - rq->start_ns) / 1e6;
-        int n = snprintf(line, sizeof line, "%s \"%s %.400s HTTP/1.%d\" %d %zu %.3fms\n", c->peer,
-                         rq->method, rq->target, rq->minor, status, rq->bytes_sent, ms);
-        if (n > (int)sizeof line - 1)
-            n = (int)sizeof line - 1, line[n - 1] = '\n';
-        cf_worker_log(w, line, (size_t)n);
-    }
+    cf_metrics_request(w->metrics, rq->route, status, cf_now_ns() - rq->start_ns);
+    if (w->access_log)
+        log_request(c, rq, status);
 }
 
 /* The request has ended (teardown done, its tasks finished). */
@@ -420,6 +492,8 @@ static void request_finished(cf_req *rq)
 {
     cf_conn *c = rq->tp_ctx;
     c->rq = NULL;
+    c->w->inflight--;
+    cf_worker_request_done(c->w);
     if (!c->closing) {
         if (c->keep_alive && !c->w->stopping) {
             c->state = S_HEAD;
@@ -436,7 +510,18 @@ static void request_finished(cf_req *rq)
     conn_unref(c);
 }
 
-static const cf_transport http_transport = {send_response, request_finished};
+/* A task of the request died of a crash (see cf_coro_enable_crash_recovery):
+ * its client gets a closed connection, and the worker, whose memory may be
+ * damaged, finishes its other requests and is replaced. */
+static void request_crashed(cf_req *rq, bool main_task)
+{
+    cf_conn *c = rq->tp_ctx;
+    (void)main_task;
+    cf_worker_begin_stop(c->w, 70, "crashed in a handler");
+    conn_close(c);
+}
+
+static const cf_transport http_transport = {send_response, request_finished, request_crashed};
 
 /* ---- reading ------------------------------------------------------------------ */
 
@@ -445,6 +530,7 @@ static void dispatch(cf_conn *c)
     c->state = S_HANDLING;
     set_timer(c, T_NONE);
     c->refs++; /* released in request_finished */
+    c->w->inflight++;
     cf_req_dispatch(c->rq);
 }
 
@@ -661,7 +747,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 static void start_reading(cf_conn *c)
 {
     c->read_paused = false;
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+    if (uv_read_start(&c->s.stream, on_alloc, on_read) != 0)
         conn_close(c);
 }
 
@@ -670,16 +756,19 @@ void cf_conn_accept(cf_worker *w)
     cf_conn *c = calloc(1, sizeof *c);
     if (!c)
         return;
-    uv_tcp_init(w->loop, &c->tcp);
-    c->tcp.data = c;
+    if (w->is_unix)
+        uv_pipe_init(w->loop, &c->s.pipe, 0);
+    else
+        uv_tcp_init(w->loop, &c->s.tcp);
+    c->s.handle.data = c;
     c->w = w;
     c->refs = 1;
     /* Before anything can call conn_close: a zeroed timer looks active
      * (idx 0) and stopping it would take another timer out of the heap. */
     cf_timer_init(&c->timer, on_timer);
-    if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
+    if (uv_accept(&w->listener.stream, &c->s.stream) != 0) {
         c->closing = true;
-        uv_close((uv_handle_t *)&c->tcp, on_closed);
+        uv_close(&c->s.handle, on_closed);
         return;
     }
     w->nconns++;
@@ -692,17 +781,18 @@ void cf_conn_accept(cf_worker *w)
                                    "Content-Length: 33\r\nConnection: close\r\n\r\n"
                                    "503 Service Unavailable: too busy\n";
         uv_buf_t b = uv_buf_init((char *)busy, sizeof busy - 1);
-        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        uv_try_write(&c->s.stream, &b, 1);
         conn_close(c);
         return;
     }
     c->buf = malloc(BUF_INITIAL);
     c->cap = c->buf ? BUF_INITIAL : 0;
-    uv_tcp_nodelay(&c->tcp, 1);
     struct sockaddr_storage ss;
     int sl = sizeof ss;
-    strcpy(c->peer, "-");
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+    strcpy(c->peer, w->is_unix ? "unix" : "-");
+    if (!w->is_unix)
+        uv_tcp_nodelay(&c->s.tcp, 1);
+    if (!w->is_unix && uv_tcp_getpeername(&c->s.tcp, (struct sockaddr *)&ss, &sl) == 0) {
         if (ss.ss_family == AF_INET)
             uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
         else if (ss.ss_family == AF_INET6)
@@ -714,15 +804,19 @@ void cf_conn_accept(cf_worker *w)
     start_reading(c);
 }
 
-void cf_conn_close_idle(cf_worker *w)
+void cf_conn_stop_idle(cf_worker *w)
 {
-    for (cf_conn *c = w->conns, *next; c; c = next) {
-        next = c->next;
-        if (c->state == S_HEAD && c->len == c->pos) {
-            if (queued_bytes(c))
-                linger_close(c); /* a response is still going out: finish it first */
-            else
-                conn_close(c);
+    /* Closing an idle keep-alive connection races with a request the
+     * client may be sending right now (it would see a reset). Give each a
+     * short grace instead: a request arriving meanwhile is answered with
+     * "Connection: close"; silence closes it. */
+    for (cf_conn *c = w->conns; c; c = c->next) {
+        if (c->state == S_HEAD && c->len == c->pos && c->timer_kind == T_IDLE) {
+            uint64_t grace = uv_now(w->loop) + STOP_GRACE_MS;
+            if (c->deadline > grace) {
+                c->deadline = grace;
+                cf_timer_start(&c->timer, STOP_GRACE_MS);
+            }
         }
     }
 }

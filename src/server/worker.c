@@ -1,12 +1,19 @@
 /*
- * worker.c — one worker: a libuv loop serving the app on a listening
- * socket, with the services connections share (Date header cache,
- * buffered access log) and a graceful stop on SIGINT/SIGTERM: stop
- * accepting, close idle connections, let in-flight requests finish
- * (30 s at most), then return.
+ * worker.c — one worker process: a libuv loop serving the app on the
+ * inherited listening socket, with the services connections share (cached
+ * Date header, buffered access log, metrics slot) and its way out:
+ *
+ *   - SIGTERM (from the master): stop accepting, let in-flight requests and
+ *     their tasks finish (connections get "Connection: close" on their next
+ *     response; idle ones are closed after a short grace), exit 0, or exit
+ *     anyway after the graceful timeout. A second SIGTERM stops at once.
+ *   - --max-requests reached: the same drain, exit 0; the master replaces it.
+ *   - a crash in a handler: the crashed request's connection is closed, the
+ *     others drain, exit 70; its memory may be damaged, so no new work.
  */
 #include "server/worker.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app/req.h"
 #include "core/coro.h"
 
-#define STOP_DEADLINE_MS 30000
+#define LAG_TICK_MS 100
 
 const char *cf_worker_date(cf_worker *w)
 {
@@ -25,6 +33,7 @@ const char *cf_worker_date(cf_worker *w)
         struct tm tm;
         gmtime_r(&now, &tm);
         strftime(w->date, sizeof w->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        strftime(w->log_date, sizeof w->log_date, "%d/%b/%Y:%H:%M:%S +0000", &tm);
         w->date_sec = (uint64_t)now;
     }
     return w->date;
@@ -34,9 +43,9 @@ static void flush_log(cf_worker *w)
 {
     size_t off = 0;
     while (off < w->log_len) {
-        ssize_t n = write(1, w->log + off, w->log_len - off);
+        ssize_t n = write(w->log_fd, w->log + off, w->log_len - off);
         if (n <= 0)
-            break; /* a full or closed stdout must not stop the server */
+            break; /* a full or closed log must not stop the server */
         off += (size_t)n;
     }
     w->log_len = 0;
@@ -46,13 +55,8 @@ void cf_worker_log(cf_worker *w, const char *line, size_t len)
 {
     if (w->log_len + len > w->log_cap) {
         flush_log(w);
-        if (len > w->log_cap) {
-            char *n = realloc(w->log, len);
-            if (!n)
-                return;
-            w->log = n;
-            w->log_cap = len;
-        }
+        if (len > w->log_cap)
+            len = w->log_cap;
     }
     memcpy(w->log + w->log_len, line, len);
     w->log_len += len;
@@ -79,11 +83,11 @@ static void close_any(uv_handle_t *h, void *arg)
 
 static void finish_stop(cf_worker *w)
 {
-    close_handle((uv_handle_t *)&w->sig_int);
     close_handle((uv_handle_t *)&w->sig_term);
     close_handle((uv_handle_t *)&w->flush);
     close_handle((uv_handle_t *)&w->stop_deadline);
-    close_handle((uv_handle_t *)&w->listener);
+    close_handle((uv_handle_t *)&w->lag_timer);
+    close_handle(&w->listener.handle);
     uv_stop(w->loop);
 }
 
@@ -96,27 +100,54 @@ void cf_worker_conn_closed(cf_worker *w)
 static void on_deadline(uv_timer_t *t)
 {
     cf_worker *w = t->data;
-    fprintf(stderr, "carafe: %zu connection(s) still busy after the graceful timeout; exiting\n",
-            w->nconns);
+    fprintf(stderr, "carafe: worker %d: %zu connection(s) still busy after the graceful timeout\n",
+            (int)getpid(), w->nconns);
     finish_stop(w);
 }
 
-static void on_stop_signal(uv_signal_t *s, int signum)
+void cf_worker_begin_stop(cf_worker *w, int exit_status, const char *why)
+{
+    if (exit_status > w->exit_status)
+        w->exit_status = exit_status;
+    if (w->stopping)
+        return;
+    w->stopping = true;
+    if (why)
+        fprintf(stderr, "carafe: worker %d %s; finishing %zu connection(s)\n", (int)getpid(), why,
+                w->nconns);
+    close_handle(&w->listener.handle);
+    cf_conn_stop_idle(w);
+    uv_timer_start(&w->stop_deadline, on_deadline, (uint64_t)w->app->opt[CF_OPT_GRACEFUL_TIMEOUT], 0);
+    if (w->nconns == 0)
+        finish_stop(w);
+}
+
+static void on_sigterm(uv_signal_t *s, int signum)
 {
     cf_worker *w = s->data;
+    (void)signum;
     if (w->stopping) {
         finish_stop(w); /* a second signal: stop now */
         return;
     }
-    w->stopping = true;
-    fprintf(stderr, "carafe: %s received, finishing %zu connection(s)\n",
-            signum == SIGINT ? "SIGINT" : "SIGTERM", w->nconns);
-    uv_close((uv_handle_t *)&w->listener, NULL);
-    cf_conn_close_idle(w);
-    uv_timer_start(&w->stop_deadline, on_deadline, STOP_DEADLINE_MS, 0);
-    uv_unref((uv_handle_t *)&w->stop_deadline);
-    if (w->nconns == 0)
-        finish_stop(w);
+    cf_worker_begin_stop(w, 0, NULL);
+}
+
+void cf_worker_request_done(cf_worker *w)
+{
+    w->requests++;
+    if (w->max_requests && w->requests == w->max_requests)
+        cf_worker_begin_stop(w, 0, "reached --max-requests");
+}
+
+static void on_lag_tick(uv_timer_t *t)
+{
+    cf_worker *w = t->data;
+    uint64_t now = uv_hrtime();
+    uint64_t late = w->lag_expected && now > w->lag_expected ? now - w->lag_expected : 0;
+    w->lag_expected = now + LAG_TICK_MS * 1000000ull;
+    cf_metrics_gauges(w->metrics, (int64_t)w->inflight, (int64_t)cf_coro_alive(),
+                      (int64_t)w->nconns, late / 1000);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -136,61 +167,112 @@ static void raise_nofile_limit(void)
     }
 }
 
-int cf_worker_serve(cf_app *app, int listen_fd)
+static cf_worker *the_worker; /* for the metrics handler */
+
+static void metrics_handler(cf_req *rq)
 {
+    size_t len = 0;
+    char *text = the_worker && the_worker->metrics ? cf_metrics_render(the_worker->metrics, &len) : NULL;
+    if (!text)
+        return cf_fail(rq, "metrics are not available");
+    cf_send(rq, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+}
+
+void cf_worker_add_metrics_route(cf_app *app, const char *path)
+{
+    cf_route_set_name(cf_route_add(&app->root, "GET", path, metrics_handler, "metrics"),
+                      "carafe_metrics");
+}
+
+int cf_worker_run(cf_app *app, const cf_server_opts *o, int listen_fd, bool is_unix,
+                  cf_metrics *metrics, int slot)
+{
+    signal(SIGINT, SIG_IGN); /* Ctrl-C reaches the master, which drains us */
     raise_nofile_limit();
     cf_worker *w = calloc(1, sizeof *w);
-    if (!w)
+    uv_loop_t *loop = malloc(sizeof *loop);
+    if (!w || !loop || uv_loop_init(loop) != 0)
         return 1;
+    the_worker = w;
     w->app = app;
-    w->loop = uv_default_loop();
-    if (cf_sched_init(&w->sched, w->loop) != 0) {
-        free(w);
+    w->loop = loop;
+    if (cf_sched_init(&w->sched, w->loop) != 0)
         return 1;
-    }
+    cf_coro_enable_crash_recovery(true);
     cf_coro_set_stack_size((size_t)app->opt[CF_OPT_STACK_SIZE]);
     w->limits.max_header = (size_t)app->opt[CF_OPT_MAX_HEADER];
     w->limits.max_target = (size_t)app->opt[CF_OPT_MAX_TARGET];
     w->limits.max_fields = 100;
-    w->access_log = app->opt[CF_OPT_ACCESS_LOG] != 0;
+    w->is_unix = is_unix;
+    w->log_json = o->log_json;
+    w->metrics = metrics;
+    cf_metrics_bind(metrics, slot);
+    if (app->opt[CF_OPT_MAX_REQUESTS] > 0) {
+        uint64_t jitter = 0;
+        if (o->max_requests_jitter > 0) {
+            srand((unsigned)getpid() ^ (unsigned)time(NULL));
+            jitter = (uint64_t)rand() % (uint64_t)(o->max_requests_jitter + 1);
+        }
+        w->max_requests = (uint64_t)app->opt[CF_OPT_MAX_REQUESTS] + jitter;
+    }
     w->max_conns = (size_t)app->opt[CF_OPT_MAX_CONNECTIONS];
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
         w->max_conns + 32 > rl.rlim_cur)
         w->max_conns = rl.rlim_cur > 64 ? (size_t)rl.rlim_cur - 32 : 16;
+    w->log_fd = -1;
+    if (o->access_log) {
+        w->log_fd = strcmp(o->access_log, "-") == 0
+                        ? 1
+                        : open(o->access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (w->log_fd < 0)
+            fprintf(stderr, "carafe: cannot open the access log %s; logging nothing\n", o->access_log);
+    }
+    w->access_log = w->log_fd >= 0;
     w->log_cap = 64 * 1024;
     w->log = malloc(w->log_cap);
+    w->id_seed = ((uint64_t)getpid() << 32) ^ uv_hrtime();
 
-    uv_tcp_init(w->loop, &w->listener);
-    w->listener.data = w;
-    int rc = uv_tcp_open(&w->listener, listen_fd);
+    int rc;
+    if (is_unix) {
+        uv_pipe_init(loop, &w->listener.pipe, 0);
+        rc = uv_pipe_open(&w->listener.pipe, listen_fd);
+    } else {
+        uv_tcp_init(loop, &w->listener.tcp);
+        rc = uv_tcp_open(&w->listener.tcp, listen_fd);
+    }
+    w->listener.handle.data = w;
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&w->listener, 1024, on_connection);
+        rc = uv_listen(&w->listener.stream, 4096, on_connection);
     if (rc != 0) {
-        fprintf(stderr, "carafe: cannot listen: %s\n", uv_strerror(rc));
+        fprintf(stderr, "carafe: worker %d cannot listen: %s\n", (int)getpid(), uv_strerror(rc));
         return 1;
     }
-    uv_prepare_init(w->loop, &w->flush);
+    uv_prepare_init(loop, &w->flush);
     w->flush.data = w;
     uv_prepare_start(&w->flush, on_prepare);
     uv_unref((uv_handle_t *)&w->flush);
-    uv_timer_init(w->loop, &w->stop_deadline);
+    uv_timer_init(loop, &w->stop_deadline);
     w->stop_deadline.data = w;
-    uv_signal_init(w->loop, &w->sig_int);
-    uv_signal_init(w->loop, &w->sig_term);
-    w->sig_int.data = w->sig_term.data = w;
-    uv_signal_start(&w->sig_int, on_stop_signal, SIGINT);
-    uv_signal_start(&w->sig_term, on_stop_signal, SIGTERM);
+    uv_unref((uv_handle_t *)&w->stop_deadline);
+    uv_timer_init(loop, &w->lag_timer);
+    w->lag_timer.data = w;
+    if (metrics) {
+        uv_timer_start(&w->lag_timer, on_lag_tick, LAG_TICK_MS, LAG_TICK_MS);
+        uv_unref((uv_handle_t *)&w->lag_timer);
+    }
+    uv_signal_init(loop, &w->sig_term);
+    w->sig_term.data = w;
+    uv_signal_start(&w->sig_term, on_sigterm, SIGTERM);
 
-    uv_run(w->loop, UV_RUN_DEFAULT);
+    uv_run(loop, UV_RUN_DEFAULT);
+    flush_log(w);
     /* Close whatever is left (connections cut by the deadline) and let the
      * close callbacks run before the loop goes away. */
-    flush_log(w);
     cf_sched_close(&w->sched);
-    uv_walk(w->loop, close_any, NULL);
-    uv_run(w->loop, UV_RUN_DEFAULT);
-    uv_loop_close(w->loop);
-    free(w->log);
-    free(w);
-    return 0;
+    uv_walk(loop, close_any, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    int status = w->exit_status;
+    return status;
 }

@@ -127,7 +127,7 @@ static void finished(cf_req *rq)
     tc->finished = true;
 }
 
-static const cf_transport test_transport = {capture, finished};
+static const cf_transport test_transport = {capture, finished, NULL};
 
 static cf_test_response *new_response(cf_test_client *tc)
 {

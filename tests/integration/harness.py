@@ -72,6 +72,9 @@ class Server:
         if env:
             self.env.update({k: str(v) for k, v in env.items()})
         self.env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+        # One worker unless a test asks for more: per-process counters
+        # (/stats) must be read from the worker that served the request.
+        self.env.setdefault("WEB_CONCURRENCY", "1")
         self.name = name or os.path.basename(exe)
         self.port_arg = port_arg
         self.proc = None
@@ -173,13 +176,29 @@ class Server:
                 except OSError:
                     pass
 
+    def worker_pids(self):
+        """The worker processes (children of the master, which is self.pid)."""
+        try:
+            with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
+                return [int(p) for p in f.read().split()]
+        except OSError:
+            return []
+
     def vm_status(self, field="VmRSS"):
-        """A /proc/<pid>/status field in KiB (VmRSS, VmHWM, ...)."""
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-        raise AssertionError(f"no {field} in /proc/{self.pid}/status")
+        """A /proc/<pid>/status field in KiB (VmRSS, VmHWM, ...), summed over
+        the master and its workers: the memory the server uses."""
+        total = 0
+        for pid in [self.pid] + self.worker_pids():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith(field + ":"):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+        if not total:
+            raise AssertionError(f"no {field} in /proc/{self.pid}/status")
+        return total
 
 
 def stop_and_check(server, expect_status=None, timeout=10.0):

@@ -124,7 +124,8 @@ def t_access_log():
     finally:
         H.stop_and_check(srv, expect_status=0)
     log = srv.stdout()
-    check(re.search(r'^127\.0\.0\.1 "GET /hello\?x=1 HTTP/1\.1" 200 13 [\d.]+ms$', log, re.M),
+    check(re.search(r'^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:[\d:]+ \+0000\] "GET /hello\?x=1 HTTP/1\.1" '
+                    r'200 13 [\d.]+ms [0-9a-f]{16}$', log, re.M),
           f"no access log line for GET /hello: {log!r}")
     check(re.search(r'"POST /echo HTTP/1\.1" 200 3 ', log), "no line for POST /echo")
     check(re.search(r'"GET /missing HTTP/1\.1" 404 ', log), "no line for the 404")

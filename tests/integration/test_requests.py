@@ -165,7 +165,8 @@ def t_big_upload_echo():
 
 
 def t_chunked_upload_generator():
-    parts = [b"alpha-", b"beta-" * 1000, b"", b"gamma"]
+    # No empty part: Debian's urllib3 sends it as the last chunk, ending the body.
+    parts = [b"alpha-", b"beta-" * 1000, b"gamma"]
     r = requests.post(url("/echo"), data=(p for p in parts), headers={"Content-Type": "text/x"}, timeout=T)
     eq(r.status_code, 200, "status")
     eq(r.content, b"".join(parts), "chunked upload echoed")

@@ -1,0 +1,272 @@
+/*
+ * master.c — the prefork master: starts the workers, restarts any that
+ * exit or die (with a back-off when they die in a loop), and handles the
+ * signals:
+ *
+ *   SIGTERM, SIGINT  forward SIGTERM (workers drain within the graceful
+ *                    timeout), SIGKILL what is left after it, exit 0
+ *   SIGHUP           start a new set of workers, then retire the old ones
+ *                    gracefully (lossless: they share the listening socket)
+ *   SIGQUIT          stop everything at once
+ *
+ * The master runs no application code and no event loop: it blocks the
+ * signals and takes them one at a time with sigtimedwait, so there is no
+ * async-signal-safety puzzle and nothing of its state leaks into workers.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/server.h"
+
+typedef struct worker_proc {
+    pid_t pid;
+    int slot;
+    unsigned generation;
+    bool retiring; /* sent SIGTERM by us */
+} worker_proc;
+
+typedef struct master {
+    cf_app *app;
+    const cf_server_opts *o;
+    int fd;
+    bool is_unix;
+    cf_metrics *metrics;
+    worker_proc *w;
+    int cap;           /* 2 x workers: old and new sets overlap on reload */
+    unsigned generation;
+    int pending;       /* current-generation workers to (re)start */
+    double restart_at; /* monotonic seconds; back-off */
+    double crash_times[8];
+    int ncrash;
+    bool stopping;
+    double stop_deadline;
+    int status;
+} master;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static sigset_t master_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGQUIT);
+    return set;
+}
+
+static int free_slot(master *m)
+{
+    for (int s = 0; s < m->cap; s++) {
+        bool used = false;
+        for (int i = 0; i < m->cap; i++)
+            used |= m->w[i].pid > 0 && m->w[i].slot == s;
+        if (!used)
+            return s;
+    }
+    return -1;
+}
+
+static void spawn(master *m)
+{
+    int i = 0;
+    while (i < m->cap && m->w[i].pid > 0)
+        i++;
+    int slot = free_slot(m);
+    if (i == m->cap || slot < 0)
+        return;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "carafe: cannot start a worker: %s\n", strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        sigset_t set = master_signals();
+        sigprocmask(SIG_UNBLOCK, &set, NULL);
+        signal(SIGHUP, SIG_IGN); /* reload is the master's business */
+        /* exit, not _exit: stdio was flushed before the fork, and the
+         * sanitizers' exit checks should cover the worker. */
+        exit(cf_worker_run(m->app, m->o, m->fd, m->is_unix, m->metrics, slot));
+    }
+    m->w[i] = (worker_proc){pid, slot, m->generation, false};
+}
+
+static int live(master *m, bool current_only)
+{
+    int n = 0;
+    for (int i = 0; i < m->cap; i++)
+        if (m->w[i].pid > 0 && (!current_only || m->w[i].generation == m->generation))
+            n++;
+    return n;
+}
+
+static void signal_all(master *m, int sig, bool old_only)
+{
+    for (int i = 0; i < m->cap; i++) {
+        if (m->w[i].pid <= 0 || (old_only && m->w[i].generation == m->generation))
+            continue;
+        kill(m->w[i].pid, sig);
+        if (sig == SIGTERM)
+            m->w[i].retiring = true;
+    }
+}
+
+/* Deaths in a loop (a crash at start-up, say) are restarted ever slower:
+ * at most 3 in 10 s go at once, then 0.5 s, 1 s, ... up to 30 s. */
+static void schedule_restart(master *m, bool crashed)
+{
+    double t = now_s(), delay = 0;
+    if (crashed) {
+        memmove(m->crash_times + 1, m->crash_times, sizeof m->crash_times - sizeof(double));
+        m->crash_times[0] = t;
+        if (m->ncrash < 8)
+            m->ncrash++;
+        int recent = 0;
+        for (int i = 0; i < m->ncrash; i++)
+            recent += t - m->crash_times[i] < 10;
+        if (recent > 3) {
+            delay = 0.5;
+            for (int i = 4; i < recent; i++)
+                delay *= 2;
+            if (delay > 30)
+                delay = 30;
+            fprintf(stderr, "carafe: workers keep dying; next restart in %.1f s\n", delay);
+        }
+    }
+    m->pending++;
+    if (t + delay > m->restart_at)
+        m->restart_at = t + delay;
+}
+
+static void reap(master *m)
+{
+    for (;;) {
+        int st;
+        pid_t pid = waitpid(-1, &st, WNOHANG);
+        if (pid <= 0)
+            return;
+        int i = 0;
+        while (i < m->cap && m->w[i].pid != pid)
+            i++;
+        if (i == m->cap)
+            continue;
+        worker_proc w = m->w[i];
+        m->w[i].pid = 0;
+        bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+        if (WIFSIGNALED(st))
+            fprintf(stderr, "carafe: worker %d killed by signal %d (%s)\n", (int)pid, WTERMSIG(st),
+                    strsignal(WTERMSIG(st)));
+        else if (!clean)
+            fprintf(stderr, "carafe: worker %d exited with status %d%s\n", (int)pid,
+                    WEXITSTATUS(st), WEXITSTATUS(st) == 70 ? " after a crash in a handler" : "");
+        if (m->stopping || w.generation != m->generation) {
+            if (!clean && !w.retiring)
+                m->status = 1;
+            continue;
+        }
+        /* A current worker ended on its own: it crashed, or retired after
+         * --max-requests. Either way it is replaced. */
+        cf_metrics_count_restart(m->metrics);
+        schedule_restart(m, !clean);
+    }
+}
+
+int cf_master_run(cf_app *app, const cf_server_opts *o, int fd, bool is_unix, cf_metrics *metrics)
+{
+    master m;
+    memset(&m, 0, sizeof m);
+    m.app = app;
+    m.o = o;
+    m.fd = fd;
+    m.is_unix = is_unix;
+    m.metrics = metrics;
+    m.cap = 2 * o->workers;
+    m.w = calloc((size_t)m.cap, sizeof *m.w);
+    if (!m.w)
+        return 1;
+    sigset_t set = master_signals();
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    for (int i = 0; i < o->workers; i++)
+        spawn(&m);
+    double graceful = (double)app->opt[CF_OPT_GRACEFUL_TIMEOUT] / 1000.0;
+
+    for (;;) {
+        if (m.stopping && live(&m, false) == 0)
+            break;
+        double t = now_s(), wait = 1.0;
+        if (m.pending && !m.stopping) {
+            if (t >= m.restart_at) {
+                while (m.pending > 0 && live(&m, true) < o->workers) {
+                    spawn(&m);
+                    m.pending--;
+                }
+                m.pending = 0;
+            } else if (m.restart_at - t < wait) {
+                wait = m.restart_at - t;
+            }
+        }
+        if (m.stopping && t >= m.stop_deadline) {
+            fprintf(stderr, "carafe: workers still busy after the graceful timeout: killing them\n");
+            signal_all(&m, SIGKILL, false);
+            m.stop_deadline = t + 3600;
+        }
+        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+        siginfo_t info;
+        int sig = sigtimedwait(&set, &info, &ts);
+        if (sig < 0)
+            continue; /* timeout or EINTR */
+        switch (sig) {
+        case SIGCHLD:
+            reap(&m);
+            break;
+        case SIGHUP:
+            if (m.stopping)
+                break;
+            fprintf(stderr, "carafe: SIGHUP: starting %d new worker(s), retiring the old ones\n",
+                    o->workers);
+            m.generation++;
+            m.pending = 0;
+            for (int i = 0; i < o->workers; i++)
+                spawn(&m);
+            signal_all(&m, SIGTERM, true);
+            break;
+        case SIGTERM:
+        case SIGINT:
+            if (m.stopping) {
+                signal_all(&m, SIGKILL, false); /* asked twice: stop now */
+                break;
+            }
+            fprintf(stderr, "carafe: %s: draining %d worker(s) (up to %.0f s)\n",
+                    sig == SIGTERM ? "SIGTERM" : "SIGINT", live(&m, false), graceful);
+            m.stopping = true;
+            m.stop_deadline = now_s() + graceful + 5;
+            signal_all(&m, SIGTERM, false);
+            break;
+        case SIGQUIT:
+            fprintf(stderr, "carafe: SIGQUIT: stopping at once\n");
+            signal_all(&m, SIGKILL, false);
+            m.stopping = true;
+            m.stop_deadline = now_s() + 3600;
+            break;
+        }
+    }
+    free(m.w);
+    if (is_unix && o->unix_path)
+        unlink(o->unix_path);
+    fprintf(stderr, "carafe: stopped\n");
+    return m.status;
+}
