@@ -333,6 +333,20 @@ int cf_await_any_n(cf_req *rq, void *const *awaitables, size_t n,
 #define cf_await_any(rq, ...) \
     cf_await_any_n((rq), CF__AWS(__VA_ARGS__), CF__NAWS(__VA_ARGS__), -1)
 
+/* Start fn(ctx, arg) as a background task that outlives the request (the
+ * seed articles' "start a task and answer at once"; Quart's
+ * add_background_task). It runs in a context of its own, like a request
+ * without a client: memory (cf_alloc), storage and every await work there,
+ * responses go nowhere. It is cancelled only when the server stops and the
+ * graceful timeout runs out. A negative return is logged with `name`, and a
+ * crash in it is reported like a handler's. `arg_size` bytes of `arg` are
+ * copied into the task's own memory (0: arg is passed as is and must stay
+ * valid: not request memory). Returns 0, or CF_EPERM off the loop thread. */
+int cf_background(cf_req *rq, const char *name, cf_task_fn fn, const void *arg,
+                  size_t arg_size);
+/* Background tasks running in this worker (or test client). */
+size_t cf_background_count(void);
+
 /* Cancel an awaitable: a task's pending await returns CF_ECANCELED. */
 void cf_cancel(void *awaitable);
 /* True once the awaitable has finished; its result then. */
@@ -589,6 +603,9 @@ cf_test_response *cf_test_request(cf_test_client *tc, const char *method,
 cf_test_response *cf_test_get(cf_test_client *tc, const char *target);
 cf_test_response *cf_test_post_json(cf_test_client *tc, const char *target,
                                     const char *json_text);
+/* Run the loop until every background task started so far has finished,
+ * or timeout_ms passed (-1: no limit). Returns 0, or CF_ETIMEDOUT. */
+int cf_test_wait_background(cf_test_client *tc, int64_t timeout_ms);
 int cf_test_status(const cf_test_response *r);
 const char *cf_test_header(const cf_test_response *r, const char *name);
 const char *cf_test_body(const cf_test_response *r, size_t *len);

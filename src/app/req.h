@@ -118,6 +118,9 @@ size_t cf_req_max_body(cf_req *rq);
 void cf_req_dispatch(cf_req *rq);
 void cf_req_cancel(cf_req *rq);
 
+/* Cancel every background task of this loop, naming each on stderr. */
+void cf_background_cancel_all(void);
+
 /* For core/task.c */
 cf_scope *cf__req_scope(cf_req *rq);
 bool cf__req_cancelled(cf_req *rq);

@@ -100,6 +100,12 @@ typedef struct cf_sched {
     cf_task *runq_head, *runq_tail;
     cf_task *current;
     bool draining;
+    /* Background tasks (src/app/background.c) outlive requests: the loop's
+     * owner waits for them when stopping, and is told when none is left. */
+    size_t nbackground;
+    void *background;              /* list head, owned by background.c */
+    void (*background_idle)(void *arg);
+    void *background_idle_arg;
 } cf_sched;
 
 /* Bind a scheduler to `loop` on this thread (the loop thread). */

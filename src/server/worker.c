@@ -91,17 +91,24 @@ static void finish_stop(cf_worker *w)
     uv_stop(w->loop);
 }
 
-void cf_worker_conn_closed(cf_worker *w)
+/* Stopping ends when no connection and no background task is left. */
+static void maybe_finish(cf_worker *w)
 {
-    if (w->stopping && w->nconns == 0)
+    if (w->stopping && w->nconns == 0 && w->sched.nbackground == 0)
         finish_stop(w);
 }
+
+static void on_background_idle(void *arg) { maybe_finish(arg); }
+
+void cf_worker_conn_closed(cf_worker *w) { maybe_finish(w); }
 
 static void on_deadline(uv_timer_t *t)
 {
     cf_worker *w = t->data;
-    fprintf(stderr, "carafe: worker %d: %zu connection(s) still busy after the graceful timeout\n",
-            (int)getpid(), w->nconns);
+    if (w->nconns)
+        fprintf(stderr, "carafe: worker %d: %zu connection(s) still busy after the graceful timeout\n",
+                (int)getpid(), w->nconns);
+    cf_background_cancel_all(); /* they see CF_ECANCELED and end right here */
     finish_stop(w);
 }
 
@@ -118,8 +125,10 @@ void cf_worker_begin_stop(cf_worker *w, int exit_status, const char *why)
     close_handle(&w->listener.handle);
     cf_conn_stop_idle(w);
     uv_timer_start(&w->stop_deadline, on_deadline, (uint64_t)w->app->opt[CF_OPT_GRACEFUL_TIMEOUT], 0);
-    if (w->nconns == 0)
-        finish_stop(w);
+    if (w->sched.nbackground)
+        fprintf(stderr, "carafe: worker %d waits for %zu background task(s)\n", (int)getpid(),
+                w->sched.nbackground);
+    maybe_finish(w);
 }
 
 static void on_sigterm(uv_signal_t *s, int signum)
@@ -199,6 +208,8 @@ int cf_worker_run(cf_app *app, const cf_server_opts *o, int listen_fd, bool is_u
     w->loop = loop;
     if (cf_sched_init(&w->sched, w->loop) != 0)
         return 1;
+    w->sched.background_idle = on_background_idle;
+    w->sched.background_idle_arg = w;
     cf_coro_enable_crash_recovery(true);
     cf_coro_set_stack_size((size_t)app->opt[CF_OPT_STACK_SIZE]);
     w->limits.max_header = (size_t)app->opt[CF_OPT_MAX_HEADER];

@@ -220,6 +220,26 @@ cf_test_response *cf_test_request(cf_test_client *tc, const char *method, const 
     return r;
 }
 
+static void on_wait_timeout(uv_timer_t *t) { *(bool *)t->data = true; }
+
+int cf_test_wait_background(cf_test_client *tc, int64_t timeout_ms)
+{
+    bool expired = false;
+    uv_timer_t timer;
+    uv_timer_init(&tc->loop, &timer);
+    timer.data = &expired;
+    if (timeout_ms >= 0)
+        uv_timer_start(&timer, on_wait_timeout, (uint64_t)timeout_ms, 0);
+    while (tc->sched.nbackground && !expired)
+        if (uv_run(&tc->loop, UV_RUN_ONCE) == 0 && tc->sched.nbackground) {
+            fprintf(stderr, "carafe: background tasks wait on nothing that can finish\n");
+            abort();
+        }
+    uv_close((uv_handle_t *)&timer, NULL);
+    uv_run(&tc->loop, UV_RUN_NOWAIT);
+    return tc->sched.nbackground ? CF_ETIMEDOUT : 0;
+}
+
 cf_test_response *cf_test_get(cf_test_client *tc, const char *target)
 {
     return cf_test_request(tc, "GET", target, NULL, NULL, 0);

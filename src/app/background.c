@@ -1,0 +1,116 @@
+/*
+ * background.c — tasks that outlive the request that started them.
+ *
+ * A background task gets a request object of its own, with a transport
+ * that sends nothing: so it has its own arena, storage and scope, and every
+ * primitive that works in a handler works in it. The scheduler counts them
+ * and keeps a list, so a stopping worker (or the test client) can wait for
+ * them and name the ones it had to cancel.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "app/req.h"
+
+typedef struct bg_task {
+    cf_req *rq;
+    char *name;
+    cf_task_fn fn;
+    void *arg;
+    struct bg_task *next, *prev;
+} bg_task;
+
+static void bg_send(cf_req *rq) { (void)rq; }
+
+static void bg_unlink(bg_task *b)
+{
+    cf_sched *s = cf_sched_get();
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        s->background = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    s->nbackground--;
+    if (s->nbackground == 0 && s->background_idle)
+        s->background_idle(s->background_idle_arg);
+}
+
+static void bg_finished(cf_req *rq) { bg_unlink(rq->tp_ctx); }
+
+static void bg_crashed(cf_req *rq, bool main_task)
+{
+    bg_task *b = rq->tp_ctx;
+    (void)main_task;
+    fprintf(stderr, "carafe: background task %s crashed\n", b->name);
+    bg_unlink(b); /* its memory stays: it may be inconsistent */
+}
+
+static const cf_transport bg_transport = {bg_send, bg_finished, bg_crashed};
+
+static int bg_main(cf_req *rq, void *arg)
+{
+    bg_task *b = arg;
+    int rc = b->fn(rq, b->arg);
+    if (rc < 0) {
+        const char *msg = cf_errmsg(rq);
+        fprintf(stderr, "carafe: background task %s ended with an error: %s%s%s\n", b->name, cf_strerror(rc),
+                *msg ? ": " : "", msg);
+    }
+    return rc;
+}
+
+int cf_background(cf_req *parent, const char *name, cf_task_fn fn, const void *arg,
+                  size_t arg_size)
+{
+    cf_sched *s = cf_sched_get();
+    if (!s || !fn)
+        return CF_EPERM;
+    cf_req *rq = cf_req_new(parent->app, &bg_transport, NULL);
+    if (!rq)
+        return CF_ENOMEM;
+    bg_task *b = cf_alloc(rq, sizeof *b);
+    memset(b, 0, sizeof *b);
+    b->rq = rq;
+    b->name = cf_strdup(rq, name ? name : "(unnamed)");
+    b->fn = fn;
+    b->arg = (void *)arg;
+    if (arg && arg_size) {
+        b->arg = cf_alloc(rq, arg_size);
+        memcpy(b->arg, arg, arg_size);
+    }
+    rq->tp_ctx = b;
+    rq->method = cf_strdup(rq, "TASK");
+    rq->path = rq->target = b->name;
+    rq->query = cf_strdup(rq, "");
+    rq->label = cf_sprintf(rq, "background task %s", b->name);
+    if (!cf_task_start(&rq->main, &rq->scope, rq, bg_main, b, rq->label)) {
+        cf_req_free(rq);
+        return CF_ENOMEM;
+    }
+    /* Not a child of the caller: the caller's cancellation must not reach it. */
+    cf_waitable_detach(&rq->main.w);
+    rq->main.cancelled = false;
+    b->next = s->background;
+    if (b->next)
+        b->next->prev = b;
+    s->background = b;
+    s->nbackground++;
+    cf_sched_run();
+    return 0;
+}
+
+size_t cf_background_count(void)
+{
+    cf_sched *s = cf_sched_get();
+    return s ? s->nbackground : 0;
+}
+
+void cf_background_cancel_all(void)
+{
+    cf_sched *s = cf_sched_get();
+    for (bg_task *b = s ? s->background : NULL; b; b = b->next) {
+        fprintf(stderr, "carafe: cancelling background task %s (graceful timeout)\n", b->name);
+        cf_task_cancel(&b->rq->main);
+    }
+}
