@@ -21,9 +21,10 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX)
 	cmake --build $(BUILD) -j$(JOBS)
 
-# Serves the flagship example on http://127.0.0.1:$(PORT).
+# Serves the flagship example (examples/seeds, SQLite file seeds.db in the
+# current directory) on http://127.0.0.1:$(PORT).
 run: build
-	PORT=$(PORT) $(BUILD)/examples/hello
+	PORT=$(PORT) $(BUILD)/examples/seeds
 
 # The whole suite: optimized build, then ASan+UBSan build, then the parser
 # fuzzer for $(FUZZ_SECONDS) seconds.
@@ -51,8 +52,8 @@ install: build
 # Carafe's bench server against the peers (see examples/bench/README.md).
 bench: build
 	PROJECT_BENCH_CMD='exec $(CURDIR)/$(BUILD)/examples/bench' \
-	PROJECT_SCENARIOS=plaintext,json,sleep100 \
-	$(BENCH) --only project,nginx,kore,fastapi-uvicorn --scenarios plaintext,json,sleep100
+	PROJECT_SCENARIOS=plaintext,json,sleep100,fanout,db \
+	$(BENCH) --only project,nginx,kore,fastapi-uvicorn --scenarios plaintext,json,sleep100,fanout,db
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

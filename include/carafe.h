@@ -580,7 +580,9 @@ int64_t cf_rows_last_id(cf_rows *r);
  * IMMEDIATE (the write lock is taken at once, other writers wait up to
  * CF_DB_BUSY_TIMEOUT). No nesting (CF_EINVAL). Each suspends. */
 int cf_db_begin(cf_req *rq);
-int cf_db_commit(cf_req *rq);   /* the transaction ends even if this fails */
+/* The transaction ends even if this fails. CF_ECANCELED when the caller was
+ * cancelled during the commit: it may have happened. */
+int cf_db_commit(cf_req *rq);
 int cf_db_rollback(cf_req *rq);
 
 /* ------------------------------------------------------------------ */

@@ -4,11 +4,17 @@
  *   GET /plaintext      200 text "Hello, World!"
  *   GET /json           200 {"message":"Hello, World!"}, serialized per request
  *   GET /sleep?ms=N     waits N ms without blocking the worker, 200 "slept N"
- *   GET /fanout, GET /db/user/<id>   501 until the HTTP client and database land
- * One worker, no access log, PORT from the environment.
+ *   GET /fanout?n=K&ms=M K concurrent GETs to $UPSTREAM/delay?ms=M (defaults
+ *                       3 and 50), 200 JSON list of the upstream bodies
+ *   GET /db/user/<id>   the row of users(id, name, email) as JSON, or 404
+ *                       {"error":"User not found"}; DATABASE_URL picks the
+ *                       database, else the SQLite file $DB_PATH (read-only)
+ * One worker, no access log, PORT and UPSTREAM from the environment.
  */
 #include <carafe.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static void plaintext(cf_req *rq) { cf_text(rq, 200, "Hello, World!"); }
 
@@ -26,9 +32,84 @@ static void sleep_ms(cf_req *rq)
     cf_textf(rq, 200, "slept %ld", ms);
 }
 
-static void not_yet(cf_req *rq)
+/* $UPSTREAM + "/delay", read once at start-up. */
+static const char *delay_url;
+
+static long int_arg(cf_req *rq, const char *name, long def, long max)
 {
-    cf_json(rq, 501, "{s:s}", "error", "not implemented yet in this build");
+    const char *arg = cf_arg(rq, name);
+    if (!arg)
+        return def;
+    char *end = NULL;
+    long v = strtol(arg, &end, 10);
+    return *arg && !*end && v >= 0 && v <= max ? v : -1;
+}
+
+/* The seeds' favourite async view: K upstream calls at once, so the
+ * request costs the slowest call, not the sum. */
+static void fanout(cf_req *rq)
+{
+    long n = int_arg(rq, "n", 3, 100), ms = int_arg(rq, "ms", 50, 60000);
+    if (n < 0 || ms < 0)
+        return cf_json(rq, 400, "{s:s}", "error", "n must be 0..100 and ms 0..60000");
+    if (!delay_url)
+        return cf_json(rq, 503, "{s:s}", "error", "UPSTREAM is not set");
+    cf_fetch_opts opts = {.query = (const char *const[]){"ms", cf_sprintf(rq, "%ld", ms), NULL}};
+    cf_fetch **calls = cf_alloc(rq, (size_t)(n ? n : 1) * sizeof *calls);
+    for (long i = 0; i < n; i++)
+        calls[i] = cf_fetch_start(rq, "GET", delay_url, &opts);
+    if (cf_await_all_n(rq, (void *const *)calls, (size_t)n, -1) != 0)
+        return cf_json(rq, 502, "{s:s}", "error", cf_errmsg(rq));
+    json_t *bodies = json_array();
+    for (long i = 0; i < n; i++) {
+        json_t *body = cf_fetch_json(calls[i]);
+        if (cf_fetch_raise_for_status(calls[i]) != 0 || !body) {
+            json_decref(bodies);
+            return cf_json(rq, 502, "{s:s}", "error",
+                           body ? cf_fetch_errmsg(calls[i]) : "the upstream did not answer JSON");
+        }
+        json_array_append(bodies, body);
+    }
+    cf_json_value(rq, 200, bodies);
+}
+
+/* One row by primary key: a pool-thread hop on SQLite, one round trip on
+ * PostgreSQL. */
+static void db_user(cf_req *rq)
+{
+    cf_rows *row = cf_db_query(rq, "SELECT id, name, email FROM users WHERE id = $1",
+                               cf_v_int(cf_param_int(rq, "id")));
+    if (!row)
+        return cf_json(rq, 500, "{s:s}", "error", cf_errmsg(rq));
+    if (!cf_rows_next(row))
+        return cf_json(rq, 404, "{s:s}", "error", "User not found");
+    cf_json_value(rq, 200, cf_row_object(row));
+}
+
+/* DATABASE_URL, else sqlite:///$DB_PATH?mode=ro (the peers open it
+ * read-only too); NULL if neither is set. */
+static const char *db_url(char *buf, size_t cap)
+{
+    const char *url = getenv("DATABASE_URL");
+    if (url && *url)
+        return url;
+    const char *path = getenv("DB_PATH");
+    if (!path || !*path)
+        return NULL;
+    size_t o = (size_t)snprintf(buf, cap, "sqlite:///");
+    for (; *path && o + 4 < cap; path++) { /* '%' and '?' would read as URL syntax */
+        if (*path == '%' || *path == '?')
+            o += (size_t)snprintf(buf + o, cap - o, "%%%02X", (unsigned char)*path);
+        else
+            buf[o++] = *path;
+    }
+    snprintf(buf + o, cap - o, "?mode=ro");
+    return buf;
+}
+
+static void no_db(cf_req *rq)
+{
+    cf_json(rq, 501, "{s:s}", "error", "no database: set DB_PATH (SQLite) or DATABASE_URL");
 }
 
 int main(int argc, char **argv)
@@ -39,8 +120,21 @@ int main(int argc, char **argv)
     cf_route(app, "GET", "/plaintext", plaintext);
     cf_route(app, "GET", "/json", json);
     cf_route(app, "GET", "/sleep", sleep_ms);
-    cf_route(app, "GET", "/fanout", not_yet);
-    cf_route(app, "GET", "/db/user/<int:id>", not_yet);
+    const char *upstream = getenv("UPSTREAM");
+    if (upstream && *upstream) {
+        static char url[1024];
+        size_t len = strlen(upstream);
+        while (len && upstream[len - 1] == '/')
+            len--;
+        snprintf(url, sizeof url, "%.*s/delay", (int)len, upstream);
+        delay_url = url;
+    }
+    cf_route(app, "GET", "/fanout", fanout);
+    char buf[4200];
+    const char *url = db_url(buf, sizeof buf);
+    if (url && cf_db_open(app, url) != 0)
+        return 2;
+    cf_route(app, "GET", "/db/user/<int:id>", url ? db_user : no_db);
     int rc = cf_run(app, argc, argv);
     cf_app_free(app);
     return rc;

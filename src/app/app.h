@@ -77,6 +77,7 @@ struct cf_app {
     cf_group *groups;
     int64_t opt[CF_OPT_COUNT];
     unsigned version; /* bumped by every set-up change */
+    void *db;         /* the database (src/io/db.c), NULL until configured */
 };
 
 /* The route of `rule` answering `method`, or NULL. *allowed gets the bits
@@ -89,5 +90,10 @@ void cf_route_build_chain(cf_route *route);
 void cf_allow_header(unsigned allowed, cf_route *routes, char *buf, size_t cap);
 /* Fatal set-up error: print and exit. */
 void cf_setup_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+/* Free app->db (src/io/db.c). */
+void cf_db_free(void *db);
+/* A task of `rq` crashed and its memory is abandoned: give back the
+ * database connections it holds (src/io/db.c; call from the crash path). */
+void cf_db_request_crashed(cf_req *rq);
 
 #endif

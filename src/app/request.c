@@ -77,6 +77,7 @@ static void scope_crashed(cf_scope *s, cf_task *t)
 {
     cf_req *rq = (cf_req *)((char *)s - offsetof(cf_req, scope));
     cf_timer_stop(&rq->deadline);
+    cf_db_request_crashed(rq); /* its connections go back, transactions rolled back */
     if (rq->tp && rq->tp->crashed)
         rq->tp->crashed(rq, t == &rq->main);
 }

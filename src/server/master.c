@@ -9,6 +9,9 @@
  *                    gracefully (lossless: they share the listening socket)
  *   SIGQUIT          stop everything at once
  *
+ * A worker that stops on its own (a crash in a handler, --max-requests)
+ * says so first (CF_SIG_LEAVING) and is replaced at once, while it drains.
+ *
  * The master runs no application code and no event loop: it blocks the
  * signals and takes them one at a time with sigtimedwait, so there is no
  * async-signal-safety puzzle and nothing of its state leaks into workers.
@@ -28,7 +31,8 @@ typedef struct worker_proc {
     pid_t pid;
     int slot;
     unsigned generation;
-    bool retiring; /* sent SIGTERM by us */
+    bool retiring; /* sent SIGTERM by us, or leaving on its own: not counted
+                      as serving, not restarted when it exits */
 } worker_proc;
 
 typedef struct master {
@@ -65,6 +69,7 @@ static sigset_t master_signals(void)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGQUIT);
+    sigaddset(&set, CF_SIG_LEAVING);
     return set;
 }
 
@@ -80,19 +85,21 @@ static int free_slot(master *m)
     return -1;
 }
 
-static void spawn(master *m)
+/* Start a current-generation worker; false if no slot is free (old
+ * workers still draining) or fork failed. */
+static bool spawn(master *m)
 {
     int i = 0;
     while (i < m->cap && m->w[i].pid > 0)
         i++;
     int slot = free_slot(m);
     if (i == m->cap || slot < 0)
-        return;
+        return false;
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "carafe: cannot start a worker: %s\n", strerror(errno));
-        return;
+        return false;
     }
     if (pid == 0) {
         sigset_t set = master_signals();
@@ -103,26 +110,60 @@ static void spawn(master *m)
         exit(cf_worker_run(m->app, m->o, m->fd, m->is_unix, m->metrics, slot));
     }
     m->w[i] = (worker_proc){pid, slot, m->generation, false};
+    return true;
 }
 
 static int live(master *m, bool current_only)
 {
     int n = 0;
     for (int i = 0; i < m->cap; i++)
-        if (m->w[i].pid > 0 && (!current_only || m->w[i].generation == m->generation))
+        if (m->w[i].pid > 0 &&
+            (!current_only || (m->w[i].generation == m->generation && !m->w[i].retiring)))
             n++;
     return n;
 }
 
-static void signal_all(master *m, int sig, bool old_only)
+static void signal_all(master *m, int sig)
 {
     for (int i = 0; i < m->cap; i++) {
-        if (m->w[i].pid <= 0 || (old_only && m->w[i].generation == m->generation))
+        if (m->w[i].pid <= 0)
+            continue;
+        /* A retiring worker has had its SIGTERM (and is counted as such). */
+        if (sig == SIGTERM && m->w[i].retiring)
             continue;
         kill(m->w[i].pid, sig);
         if (sig == SIGTERM)
             m->w[i].retiring = true;
     }
+}
+
+/* After a reload, old workers are retired as their replacements start,
+ * never before: the number of workers accepting connections does not drop,
+ * even when a second SIGHUP comes while the first set still drains (the
+ * slots are full then, and the new set starts as the old one exits). */
+static void retire_replaced(master *m)
+{
+    int serving = 0;
+    for (int i = 0; i < m->cap; i++)
+        serving += m->w[i].pid > 0 && !m->w[i].retiring;
+    for (int i = 0; i < m->cap && serving > m->o->workers; i++) {
+        worker_proc *w = &m->w[i];
+        if (w->pid > 0 && !w->retiring && w->generation != m->generation) {
+            kill(w->pid, SIGTERM);
+            w->retiring = true;
+            serving--;
+        }
+    }
+}
+
+/* Start the current-generation workers that are missing; what cannot start
+ * yet stays pending (retried when a worker exits, or within a second). */
+static void start_missing(master *m)
+{
+    while (live(m, true) < m->o->workers && spawn(m))
+        ;
+    m->pending = live(m, true) < m->o->workers;
+    retire_replaced(m);
 }
 
 /* Deaths in a loop (a crash at start-up, say) are restarted ever slower:
@@ -152,6 +193,22 @@ static void schedule_restart(master *m, bool crashed)
         m->restart_at = t + delay;
 }
 
+/* A current worker stops on its own (CF_SIG_LEAVING): it crashed in a
+ * handler (status 70) or reached --max-requests (0). It drains its
+ * requests outside the set while its replacement starts now. */
+static void leaving(master *m, pid_t pid, int status)
+{
+    for (int i = 0; i < m->cap; i++) {
+        worker_proc *w = &m->w[i];
+        if (w->pid != pid || w->pid <= 0 || w->retiring || w->generation != m->generation ||
+            m->stopping)
+            continue;
+        w->retiring = true;
+        cf_metrics_count_restart(m->metrics);
+        schedule_restart(m, status != 0);
+    }
+}
+
 static void reap(master *m)
 {
     for (;;) {
@@ -173,13 +230,13 @@ static void reap(master *m)
         else if (!clean)
             fprintf(stderr, "carafe: worker %d exited with status %d%s\n", (int)pid,
                     WEXITSTATUS(st), WEXITSTATUS(st) == 70 ? " after a crash in a handler" : "");
-        if (m->stopping || w.generation != m->generation) {
+        if (m->stopping || w.generation != m->generation || w.retiring) {
             if (!clean && !w.retiring)
                 m->status = 1;
-            continue;
+            continue; /* not replaced, or replaced already (see leaving) */
         }
-        /* A current worker ended on its own: it crashed, or retired after
-         * --max-requests. Either way it is replaced. */
+        /* A current worker ended without notice (killed, crashed outside
+         * a handler, failed to start): it is replaced. */
         cf_metrics_count_restart(m->metrics);
         schedule_restart(m, !clean);
     }
@@ -210,18 +267,14 @@ int cf_master_run(cf_app *app, const cf_server_opts *o, int fd, bool is_unix, cf
         double t = now_s(), wait = 1.0;
         if (m.pending && !m.stopping) {
             if (t >= m.restart_at) {
-                while (m.pending > 0 && live(&m, true) < o->workers) {
-                    spawn(&m);
-                    m.pending--;
-                }
-                m.pending = 0;
+                start_missing(&m);
             } else if (m.restart_at - t < wait) {
                 wait = m.restart_at - t;
             }
         }
         if (m.stopping && t >= m.stop_deadline) {
             fprintf(stderr, "carafe: workers still busy after the graceful timeout: killing them\n");
-            signal_all(&m, SIGKILL, false);
+            signal_all(&m, SIGKILL);
             m.stop_deadline = t + 3600;
         }
         struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
@@ -229,6 +282,10 @@ int cf_master_run(cf_app *app, const cf_server_opts *o, int fd, bool is_unix, cf
         int sig = sigtimedwait(&set, &info, &ts);
         if (sig < 0)
             continue; /* timeout or EINTR */
+        if (sig == CF_SIG_LEAVING) {
+            leaving(&m, info.si_pid, info.si_value.sival_int);
+            continue;
+        }
         switch (sig) {
         case SIGCHLD:
             reap(&m);
@@ -239,26 +296,24 @@ int cf_master_run(cf_app *app, const cf_server_opts *o, int fd, bool is_unix, cf
             fprintf(stderr, "carafe: SIGHUP: starting %d new worker(s), retiring the old ones\n",
                     o->workers);
             m.generation++;
-            m.pending = 0;
-            for (int i = 0; i < o->workers; i++)
-                spawn(&m);
-            signal_all(&m, SIGTERM, true);
+            m.restart_at = 0; /* a reload starts at once, back-off or not */
+            start_missing(&m);
             break;
         case SIGTERM:
         case SIGINT:
             if (m.stopping) {
-                signal_all(&m, SIGKILL, false); /* asked twice: stop now */
+                signal_all(&m, SIGKILL); /* asked twice: stop now */
                 break;
             }
             fprintf(stderr, "carafe: %s: draining %d worker(s) (up to %.0f s)\n",
                     sig == SIGTERM ? "SIGTERM" : "SIGINT", live(&m, false), graceful);
             m.stopping = true;
             m.stop_deadline = now_s() + graceful + 5;
-            signal_all(&m, SIGTERM, false);
+            signal_all(&m, SIGTERM);
             break;
         case SIGQUIT:
             fprintf(stderr, "carafe: SIGQUIT: stopping at once\n");
-            signal_all(&m, SIGKILL, false);
+            signal_all(&m, SIGKILL);
             m.stopping = true;
             m.stop_deadline = now_s() + 3600;
             break;

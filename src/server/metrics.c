@@ -61,6 +61,14 @@ cf_metrics *cf_metrics_new(cf_app *app, int nslots)
     return m;
 }
 
+void cf_metrics_free(cf_metrics *m)
+{
+    if (!m)
+        return;
+    munmap(m->restarts, m->map_len);
+    free(m);
+}
+
 void cf_metrics_count_restart(cf_metrics *m)
 {
     if (m)

@@ -29,5 +29,7 @@ int cf_run(cf_app *app, int argc, char **argv)
     fprintf(stderr, "carafe: serving on %s (%d worker%s, master pid %d)%s\n", where, o.workers,
             o.workers == 1 ? "" : "s", (int)getpid(),
             app->opt[CF_OPT_DEBUG] ? " in debug mode" : "");
-    return cf_master_run(app, &o, fd, is_unix, metrics);
+    int rc = cf_master_run(app, &o, fd, is_unix, metrics);
+    cf_metrics_free(metrics);
+    return rc;
 }

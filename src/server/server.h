@@ -6,6 +6,7 @@
 #ifndef CF_SERVER_SERVER_H
 #define CF_SERVER_SERVER_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -39,6 +40,7 @@ int cf_drop_privileges(const cf_server_opts *o);
 /* metrics.c: counters in memory shared by the master and its workers. */
 typedef struct cf_metrics cf_metrics;
 cf_metrics *cf_metrics_new(cf_app *app, int slots);
+void cf_metrics_free(cf_metrics *m);
 void cf_metrics_count_restart(cf_metrics *m);
 /* In a worker: the slot it writes to (slots outlive workers, so counts of a
  * replaced worker stay in the totals). */
@@ -50,6 +52,10 @@ void cf_metrics_gauges(cf_metrics *m, int64_t inflight, int64_t coroutines, int6
 char *cf_metrics_render(cf_metrics *m, size_t *len);
 
 /* master.c */
+/* A worker that stops on its own (a crash in a handler, --max-requests)
+ * sends this to the master, with its exit status as the value, before it
+ * drains: the master starts its replacement at once. */
+#define CF_SIG_LEAVING (SIGRTMIN + 2)
 int cf_master_run(cf_app *app, const cf_server_opts *o, int listen_fd, bool is_unix,
                   cf_metrics *metrics);
 

@@ -6,7 +6,8 @@
  *   - SIGTERM (from the master): stop accepting, let in-flight requests and
  *     their tasks finish (connections get "Connection: close" on their next
  *     response; idle ones are closed after a short grace), exit 0, or exit
- *     anyway after the graceful timeout. A second SIGTERM stops at once.
+ *     anyway after the graceful timeout. Further SIGTERMs change nothing
+ *     (the master stops a worker at once with SIGKILL).
  *   - --max-requests reached: the same drain, exit 0; the master replaces it.
  *   - a crash in a handler: the crashed request's connection is closed, the
  *     others drain, exit 70; its memory may be damaged, so no new work.
@@ -14,6 +15,7 @@
 #include "server/worker.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +124,10 @@ void cf_worker_begin_stop(cf_worker *w, int exit_status, const char *why)
     if (why)
         fprintf(stderr, "carafe: worker %d %s; finishing %zu connection(s)\n", (int)getpid(), why,
                 w->nconns);
+    /* Stopping on its own: the master starts the replacement now, so new
+     * connections do not wait for this drain (with one worker they would). */
+    if (why && w->master_pid > 1 && getppid() == w->master_pid)
+        sigqueue(w->master_pid, CF_SIG_LEAVING, (union sigval){.sival_int = exit_status});
     close_handle(&w->listener.handle);
     cf_conn_stop_idle(w);
     uv_timer_start(&w->stop_deadline, on_deadline, (uint64_t)w->app->opt[CF_OPT_GRACEFUL_TIMEOUT], 0);
@@ -135,10 +141,9 @@ static void on_sigterm(uv_signal_t *s, int signum)
 {
     cf_worker *w = s->data;
     (void)signum;
-    if (w->stopping) {
-        finish_stop(w); /* a second signal: stop now */
-        return;
-    }
+    /* Once is enough: a second SIGTERM is the norm, not a hurry (systemd's
+     * default KillMode and `kill -TERM -PGID` signal every process, then
+     * the master forwards its own). Stopping now is the master's SIGKILL. */
     cf_worker_begin_stop(w, 0, NULL);
 }
 
@@ -204,6 +209,7 @@ int cf_worker_run(cf_app *app, const cf_server_opts *o, int listen_fd, bool is_u
     if (!w || !loop || uv_loop_init(loop) != 0)
         return 1;
     the_worker = w;
+    w->master_pid = getppid();
     w->app = app;
     w->loop = loop;
     if (cf_sched_init(&w->sched, w->loop) != 0)
@@ -285,5 +291,12 @@ int cf_worker_run(cf_app *app, const cf_server_opts *o, int listen_fd, bool is_u
     uv_walk(loop, close_any, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     int status = w->exit_status;
+    if (status == 70) {
+        /* After a crash the crashed request's memory is abandoned on
+         * purpose (it may be damaged): leave without the exit handlers,
+         * whose leak check would report it and replace the status. */
+        fflush(NULL);
+        _exit(status);
+    }
     return status;
 }

@@ -40,6 +40,7 @@ typedef struct cf_worker {
     uint64_t requests, max_requests;
     bool stopping;
     int exit_status;
+    pid_t master_pid;
     bool access_log, log_json;
     int log_fd;
     char date[48];     /* "Date: ...\r\n" */

@@ -1,8 +1,10 @@
 """
 harness.py — shared helpers for Carafe's integration tests (real sockets, real
-clients): start a server on a free port and stop it, raw-socket HTTP/1.1 with
+clients): start a server on a free port (or a Unix socket, or an inherited
+socket) and stop it, its workers and its log, raw-socket HTTP/1.1 with
 timeouts (send bytes, read one full response, tell whether the server closed
-the connection), sanitizer checks on the server's stderr, and a tiny test
+the connection; over TCP or a Unix socket), wrk in the background with its
+report parsed, sanitizer checks on the server's stderr, and a tiny test
 runner with a watchdog so no script outlives its time budget.
 
 Only the Python standard library. The tests import it from their own
@@ -11,6 +13,7 @@ directory (sys.path[0] is the script's directory).
 import atexit
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -65,8 +68,17 @@ class Server:
     "serving on http://HOST:PORT" line on stderr. stderr and stdout go to
     temporary files so a chatty server never blocks on a full pipe."""
 
-    def __init__(self, exe, args=(), env=None, name=None, port_arg=True):
+    def __init__(self, exe, args=(), env=None, name=None, port_arg=True, ready=None,
+                 wrapper=(), pass_fds=()):
+        """ready: a regex the stderr must match before start() returns (default
+        "serving on http://HOST:PORT", whose port becomes self.port; give one
+        for --unix or an inherited socket). wrapper: argv put before the
+        executable (e.g. a shell that sets LISTEN_PID). pass_fds: file
+        descriptors the server inherits (socket activation)."""
         self.exe = exe
+        self.ready = re.compile(ready) if isinstance(ready, str) else ready
+        self.wrapper = list(wrapper)
+        self.pass_fds = tuple(pass_fds)
         self.args = list(args)
         self.env = dict(os.environ)
         if env:
@@ -87,15 +99,18 @@ class Server:
             raise AssertionError(f"{self.exe} is not built")
         self.errf = tempfile.NamedTemporaryFile(prefix=f"cf-{self.name}-err-", delete=False)
         self.outf = tempfile.NamedTemporaryFile(prefix=f"cf-{self.name}-out-", delete=False)
-        argv = [self.exe] + (["--host", "127.0.0.1", "--port", "0"] if self.port_arg else []) + self.args
+        argv = self.wrapper + [self.exe] + (["--host", "127.0.0.1", "--port", "0"] if self.port_arg else []) + self.args
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.outf,
-                                     stderr=self.errf, env=self.env)
+                                     stderr=self.errf, env=self.env, pass_fds=self.pass_fds)
         _live_servers.append(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            m = SERVING_RE.search(self.stderr())
+            text = self.stderr()
+            m = (self.ready or SERVING_RE).search(text)
             if m:
-                self.port = int(m.group(2))
+                pm = SERVING_RE.search(text)
+                if pm:
+                    self.port = int(pm.group(2))
                 return self
             if self.proc.poll() is not None:
                 raise AssertionError(f"{self.name} exited with {self.proc.returncode} before "
@@ -184,6 +199,30 @@ class Server:
         except OSError:
             return []
 
+    def wait_workers(self, n, timeout=5.0, exclude=()):
+        """Wait until n workers run (none of them in exclude); returns their pids."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = [p for p in self.worker_pids() if p not in exclude]
+            if len(pids) >= n:
+                return pids
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: {len(pids)} new worker(s) after {timeout}s, "
+                                     f"want {n} (all: {self.worker_pids()}):\n{self.stderr()[-2000:]}")
+            time.sleep(0.02)
+
+    def wait_stderr(self, pattern, timeout=5.0):
+        """Wait until stderr matches the regex; returns the match."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(pattern, self.stderr())
+            if m:
+                return m
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: no {pattern!r} on stderr within {timeout}s:\n"
+                                     f"{self.stderr()[-3000:]}")
+            time.sleep(0.02)
+
     def vm_status(self, field="VmRSS"):
         """A /proc/<pid>/status field in KiB (VmRSS, VmHWM, ...), summed over
         the master and its workers: the memory the server uses."""
@@ -256,9 +295,19 @@ class Closed(Exception):
 class Conn:
     """One client connection with a receive buffer; every read has a deadline."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=5.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, port, host="127.0.0.1", timeout=5.0, unix=None):
+        """unix: connect to that Unix socket path instead of host:port."""
+        if unix:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            try:
+                self.sock.connect(unix)
+            except OSError:
+                self.sock.close()
+                raise
+        else:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.eof = False
 
@@ -404,6 +453,83 @@ def http(port, method, path, headers=None, body=b"", timeout=5.0, **kw):
     with Conn(port, timeout=timeout) as c:
         c.send(request_bytes(method, path, headers, body, **kw))
         return c.read_final(timeout, head_request=(method == "HEAD"))[1]
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(cond, timeout, interval=0.02, what="condition"):
+    """Poll cond() until it returns a true value (returned) or raise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not met within {timeout}s")
+        time.sleep(interval)
+
+
+def pid_alive(pid):
+    """True while the process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def proc_status(pid, field):
+    """A field of /proc/<pid>/status (e.g. "Uid": "65534 65534 65534 65534")."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+class Wrk:
+    """wrk running in the background; result() waits and parses its report:
+    requests, socket errors (connect/read/write/timeout), non-2xx responses."""
+
+    def __init__(self, url, threads=1, conns=50, duration=6, extra=()):
+        if not shutil.which("wrk"):
+            raise AssertionError("wrk is not installed (scripts/install-deps installs it)")
+        self.out = tempfile.TemporaryFile()
+        self.duration = duration
+        self.proc = subprocess.Popen(["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s",
+                                      "--latency", *extra, url],
+                                     stdout=self.out, stderr=subprocess.STDOUT)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def result(self, timeout=None):
+        try:
+            self.proc.wait(timeout=timeout or self.duration + 15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("wrk did not finish")
+        self.out.seek(0)
+        text = self.out.read().decode(errors="replace")
+        self.out.close()
+        m = re.search(r"(\d+) requests in", text)
+        se = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+        n2 = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+        return {
+            "text": text,
+            "rc": self.proc.returncode,
+            "requests": int(m.group(1)) if m else 0,
+            "socket_errors": dict(zip(("connect", "read", "write", "timeout"),
+                                      map(int, se.groups()))) if se else {},
+            "non2xx": int(n2.group(1)) if n2 else 0,
+        }
 
 
 def big_pattern(n):

@@ -99,7 +99,7 @@ static void test_sleep(cf_test_client *tc)
 {
     json_t *j = get_json(tc, "/sleep?ms=200", 200);
     CHECK_INT(jnum(j, "rc"), 0);
-    CHECK(jnum(j, "ms") >= 195 && jnum(j, "ms") < 350);
+    CHECK(jnum(j, "ms") >= 195 && jnum(j, "ms") < 450);
 
     /* The loop has not run for a while (the test program was busy): the
      * sleep must still last its full time, not be measured from the loop's
@@ -109,11 +109,11 @@ static void test_sleep(cf_test_client *tc)
     CHECK_INT(jnum(j, "rc"), 0);
     if (jnum(j, "ms") < 195)
         fprintf(stderr, "sleep(200) after an idle loop lasted %.1f ms\n", jnum(j, "ms"));
-    CHECK(jnum(j, "ms") >= 195 && jnum(j, "ms") < 350);
+    CHECK(jnum(j, "ms") >= 195 && jnum(j, "ms") < 450);
 
     j = get_json(tc, "/sleep?ms=0", 200);
     CHECK_INT(jnum(j, "rc"), 0);
-    CHECK(jnum(j, "ms") < 50);
+    CHECK(jnum(j, "ms") < 150);
 }
 
 /* ---- spawn / await -------------------------------------------------------- */
@@ -181,7 +181,7 @@ static void test_spawn(cf_test_client *tc)
     CHECK_INT(jnum(j, "rb"), CF_ENOTFOUND);
     CHECK_INT(jnum(j, "rc"), 5);
     CHECK_INT(jnum(j, "rb2"), CF_ENOTFOUND);
-    CHECK(jnum(j, "again_ms") < 50);
+    CHECK(jnum(j, "again_ms") < 150);
     CHECK(json_is_true(json_object_get(j, "done_b")));
     CHECK_INT(jnum(j, "result_b"), CF_ENOTFOUND);
     CHECK(json_is_true(json_object_get(j, "null_fn")));
@@ -251,16 +251,16 @@ static void test_gather(cf_test_client *tc)
 {
     json_t *j = get_json(tc, "/gather", 200);
     CHECK_INT(jnum(j, "rc"), 0);
-    CHECK(jnum(j, "ms") >= 190 && jnum(j, "ms") < 350); /* concurrent, not 600 */
+    CHECK(jnum(j, "ms") >= 190 && jnum(j, "ms") < 500); /* concurrent, not 600 */
     CHECK(json_is_true(json_object_get(j, "all_done")));
 
     j = get_json(tc, "/gather-error", 200);
     CHECK_INT(jnum(j, "rc"), CF_EJSON);
-    CHECK(jnum(j, "ms") >= 140 && jnum(j, "ms") < 300); /* waited for all */
+    CHECK(jnum(j, "ms") >= 140 && jnum(j, "ms") < 450); /* waited for all */
 
     j = get_json(tc, "/gather-timeout", 200);
     CHECK_INT(jnum(j, "rc"), CF_ETIMEDOUT);
-    CHECK(jnum(j, "ms") >= 95 && jnum(j, "ms") < 250);
+    CHECK(jnum(j, "ms") >= 95 && jnum(j, "ms") < 400);
     CHECK_INT(jnum(j, "rf"), 0);
     CHECK_INT(jnum(j, "rs"), CF_ECANCELED);
     CHECK_INT(gather_to_fast.sleep_rc, 0);
@@ -304,12 +304,12 @@ static void test_any(cf_test_client *tc)
 {
     json_t *j = get_json(tc, "/any", 200);
     CHECK_INT(jnum(j, "idx"), 1);
-    CHECK(jnum(j, "ms") >= 45 && jnum(j, "ms") < 140);
+    CHECK(jnum(j, "ms") >= 45 && jnum(j, "ms") < 250);
     CHECK(json_is_true(json_object_get(j, "others_running")));
     CHECK_INT(jnum(j, "idx2"), 1);
-    CHECK(jnum(j, "ms2") < 20);
+    CHECK(jnum(j, "ms2") < 100);
     CHECK_INT(jnum(j, "idx3"), CF_ETIMEDOUT);
-    CHECK(jnum(j, "ms3") >= 25 && jnum(j, "ms3") < 90);
+    CHECK(jnum(j, "ms3") >= 25 && jnum(j, "ms3") < 200);
     CHECK_INT(jnum(j, "idx4"), 1); /* index 1 of {t0, t2}: t2 (150 ms) */
     CHECK_INT(jnum(j, "r1"), 7);
     CHECK_INT(jnum(j, "empty"), CF_EINVAL);
@@ -380,15 +380,15 @@ static void test_timeout_cancel(cf_test_client *tc)
 {
     json_t *jf = get_json(tc, "/forever", 200);
     CHECK_INT(jnum(jf, "rc"), CF_ETIMEDOUT);
-    CHECK(jnum(jf, "ms") >= 25 && jnum(jf, "ms") < 200);
+    CHECK(jnum(jf, "ms") >= 25 && jnum(jf, "ms") < 350);
     CHECK_INT(jnum(jf, "rc2"), CF_ECANCELED);
     CHECK_INT(forever_child.sleep_rc, CF_ECANCELED);
 
     json_t *j = get_json(tc, "/await-timeout", 200);
     CHECK_INT(jnum(j, "rc"), CF_ETIMEDOUT);
-    CHECK(jnum(j, "ms") >= 45 && jnum(j, "ms") < 200);
+    CHECK(jnum(j, "ms") >= 45 && jnum(j, "ms") < 350);
     CHECK_INT(jnum(j, "rc2"), CF_ECANCELED);
-    CHECK(jnum(j, "ms2") < 100);
+    CHECK(jnum(j, "ms2") < 200);
     CHECK_INT(to_child.sleep_rc, CF_ECANCELED);
     CHECK(to_child.cancelled_seen);
 
@@ -396,7 +396,7 @@ static void test_timeout_cancel(cf_test_client *tc)
     CHECK(json_is_true(json_object_get(j, "running")));
     CHECK_INT(jnum(j, "rc"), CF_ECANCELED);
     CHECK_INT(jnum(j, "re"), CF_ECANCELED);
-    CHECK(jnum(j, "ms") < 300);
+    CHECK(jnum(j, "ms") < 500);
     CHECK(json_is_false(json_object_get(j, "me_cancelled")));
     CHECK_INT(jnum(j, "result"), CF_ECANCELED);
     CHECK_INT(cancel_child.sleep_rc, CF_ECANCELED);
@@ -628,13 +628,13 @@ static void test_threads(cf_test_client *tc)
 
     j = get_json(tc, "/thread-gather", 200);
     CHECK_INT(jnum(j, "rc"), 0);
-    CHECK(jnum(j, "ms") >= 190 && jnum(j, "ms") < 350);
+    CHECK(jnum(j, "ms") >= 190 && jnum(j, "ms") < 500);
 
     double s = now_ms();
     j = get_json(tc, "/thread-timeout", 200);
     double total = now_ms() - s;
     CHECK_INT(jnum(j, "rc"), CF_ETIMEDOUT);
-    CHECK(jnum(j, "ms") >= 45 && jnum(j, "ms") < 200);
+    CHECK(jnum(j, "ms") >= 45 && jnum(j, "ms") < 350);
     CHECK(json_is_false(json_object_get(j, "finished")));
     /* The request (and its memory, which the job writes into at the end;
      * ASan would catch a use after free) lasted until the job finished. */
@@ -757,7 +757,7 @@ static void test_client_gone(cf_test_client *tc)
     CHECK_INT(cf_test_status(r), 0);
     /* Not an index: the caller itself was cancelled. */
     CHECK_INT(gone.any_rc, CF_ECANCELED);
-    CHECK(gone.any_ms < 200);
+    CHECK(gone.any_ms < 400);
     CHECK(gone.cancelled_seen);
     CHECK_INT(gone.sleep_rc, CF_ECANCELED);
     CHECK(gone.teardown_ran);

@@ -25,6 +25,10 @@
  *                               byte i = (i * 31 + (i >> 10)) & 0xff
  *   POST /small-body            route body limit 1024; 200 "got N"
  *   GET  /pid                   the worker's process id (which worker answered)
+ *   GET  /segfault              writes through a wild pointer (SIGSEGV): the
+ *                               worker drops this request's connection,
+ *                               drains its others and exits 70
+ *   GET  /abort                 calls abort() (SIGABRT): the same
  *
  * Limits come from the environment so one binary serves every test:
  * CF_TEST_HEADER_TIMEOUT_MS, CF_TEST_BODY_TIMEOUT_MS, CF_TEST_KEEPALIVE_MS,
@@ -213,6 +217,22 @@ static void small_body(cf_req *rq)
 
 static void pid(cf_req *rq) { cf_textf(rq, 200, "%ld", (long)getpid()); }
 
+/* A wild write (not NULL, which UBSan would report before the fault): a
+ * real SIGSEGV in handler code. */
+static int *volatile wild_pointer = (int *)16;
+
+static void segfault(cf_req *rq)
+{
+    *wild_pointer = 1;
+    cf_text(rq, 200, "still alive?");
+}
+
+static void abort_view(cf_req *rq)
+{
+    (void)rq;
+    abort();
+}
+
 static void count_request(cf_req *rq)
 {
     (void)rq;
@@ -280,6 +300,8 @@ int main(int argc, char **argv)
     cf_route(app, "GET", "/boom", boom);
     cf_route(app, "GET", "/big", big);
     cf_route(app, "GET", "/pid", pid);
+    cf_route(app, "GET", "/segfault", segfault);
+    cf_route(app, "GET", "/abort", abort_view);
     cf_route_set_max_body(cf_route(app, "POST", "/small-body", small_body), 1024);
 
     int rc = cf_run(app, argc, argv);
