@@ -586,6 +586,68 @@ int cf_db_commit(cf_req *rq);
 int cf_db_rollback(cf_req *rq);
 
 /* ------------------------------------------------------------------ */
+/* Task queue                                                         */
+/* ------------------------------------------------------------------ */
+
+/* A durable queue of named jobs with JSON payloads (docs/tasks.md).
+ * Delivery is at least once: a job is deleted only after its handler
+ * returned 0; a failure is retried with exponential back-off, then moved to
+ * the dead letters; a job whose worker died is delivered again once its
+ * lease (the visibility timeout) has run out. Backend: QUEUE_URL, or
+ * cf_queue_open; SQLite by default (jobs survive restarts). */
+typedef struct cf_job {
+    int64_t id;
+    const char *name;
+    const char *payload;   /* JSON text as enqueued */
+    json_t *data;          /* payload parsed (borrowed; NULL if not JSON) */
+    int attempt;           /* 1 on the first delivery */
+    int max_attempts;
+} cf_job;
+/* A job handler: runs as a coroutine in a context of its own (like a
+ * background task: cf_alloc, cf_sleep, cf_db_query, cf_fetch... all work).
+ * Returns 0 (done: acknowledged) or a negative code (retried later). */
+typedef int (*cf_job_fn)(cf_req *rq, const cf_job *job);
+
+typedef struct cf_queue_opts {
+    int concurrency;        /* jobs of this name at once per worker (default 16) */
+    int max_attempts;       /* deliveries before the dead letters (default 5) */
+    int64_t backoff_ms;     /* retry n waits backoff_ms * 2^(n-1) (default 1000, max 1 h) */
+    int64_t visibility_ms;  /* lease of a claimed job (default 30000): a job
+                             * running longer may be delivered twice */
+} cf_queue_opts;
+
+/* Choose the backend before cf_run (NULL: QUEUE_URL; unset: the file
+ * beside the app's SQLite database, "<db>-queue.db", else queue.db in the
+ * current directory):
+ *   sqlite:///relative.db, sqlite:////absolute/path.db
+ * Creates the tables if needed. 0, or CF_EDBURL / CF_EDBCONN with the
+ * reason on stderr. Called implicitly by the first cf_queue_handler. */
+int cf_queue_open(cf_app *app, const char *url);
+/* Register the handler of job `name` (opts NULL: defaults). At start-up. */
+int cf_queue_handler(cf_app *app, const char *name, cf_job_fn fn, const cf_queue_opts *opts);
+/* Enqueue job `name` once per period of `period_s` seconds (periods are
+ * aligned on the Unix epoch) across every worker and process sharing the
+ * queue: a (name, period start) row with a unique key decides who does.
+ * Its payload is {"period_start": <unix seconds>}. Needs a handler. */
+int cf_queue_periodic(cf_app *app, const char *name, int64_t period_s);
+/* Enqueue from any task (handler, background task, job): payload_json is
+ * JSON text (NULL: "{}"), run no earlier than delay_ms from now. Suspends
+ * (a pool-thread hop). Returns the job id (> 0) or a negative CF_E* code
+ * (CF_EINVAL: bad name or payload not JSON; CF_EPERM: no queue). */
+int64_t cf_enqueue(cf_req *rq, const char *name, const char *payload_json, int64_t delay_ms);
+/* The same, to run at `at_ms` (Unix time in milliseconds). */
+int64_t cf_enqueue_at(cf_req *rq, const char *name, const char *payload_json, int64_t at_ms);
+/* Dead letters (name NULL: all), oldest first, at most `limit` (0: 100):
+ * a new JSON array of {"id", "job_id", "name", "payload", "attempts",
+ * "error", "failed_at"}; NULL on error. Suspends. */
+json_t *cf_queue_dead(cf_req *rq, const char *name, size_t limit);
+/* Put dead letter `dead_id` (0: all of them) back in the queue with a fresh
+ * attempt count. Returns how many were re-queued, or a negative code. */
+int64_t cf_queue_requeue(cf_req *rq, int64_t dead_id);
+/* Jobs waiting or running (not dead), of `name` (NULL: all). Suspends. */
+int64_t cf_queue_pending(cf_req *rq, const char *name);
+
+/* ------------------------------------------------------------------ */
 /* In-process test client                                             */
 /* ------------------------------------------------------------------ */
 
@@ -608,6 +670,11 @@ cf_test_response *cf_test_post_json(cf_test_client *tc, const char *target,
 /* Run the loop until every background task started so far has finished,
  * or timeout_ms passed (-1: no limit). Returns 0, or CF_ETIMEDOUT. */
 int cf_test_wait_background(cf_test_client *tc, int64_t timeout_ms);
+/* Run the loop (the client consumes the app's queue like a worker) until
+ * no job is left in the queue (delayed ones included, dead letters
+ * excluded) and no background task runs, or timeout_ms passed. Returns 0,
+ * or CF_ETIMEDOUT. */
+int cf_test_run_queue(cf_test_client *tc, int64_t timeout_ms);
 int cf_test_status(const cf_test_response *r);
 const char *cf_test_header(const cf_test_response *r, const char *name);
 const char *cf_test_body(const cf_test_response *r, size_t *len);

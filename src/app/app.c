@@ -124,6 +124,7 @@ void cf_app_free(cf_app *app)
     }
     free_group_parts(&app->root);
     cf_router_free(app->router);
+    cf_queue_free(app->queue);
     cf_db_free(app->db);
     free(app);
 }

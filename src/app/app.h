@@ -78,6 +78,7 @@ struct cf_app {
     int64_t opt[CF_OPT_COUNT];
     unsigned version; /* bumped by every set-up change */
     void *db;         /* the database (src/io/db.c), NULL until configured */
+    void *queue;      /* the task queue (src/io/queue.c), NULL until configured */
 };
 
 /* The route of `rule` answering `method`, or NULL. *allowed gets the bits
@@ -90,6 +91,8 @@ void cf_route_build_chain(cf_route *route);
 void cf_allow_header(unsigned allowed, cf_route *routes, char *buf, size_t cap);
 /* Fatal set-up error: print and exit. */
 void cf_setup_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+/* Free app->queue (src/io/queue.c). */
+void cf_queue_free(void *queue);
 /* Free app->db (src/io/db.c). */
 void cf_db_free(void *db);
 /* A task of `rq` crashed and its memory is abandoned: give back the

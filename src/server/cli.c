@@ -48,7 +48,9 @@ static void usage(FILE *f, const char *prog)
                "  --log-format common|json     access log format (default common)\n"
                "  --metrics PATH         serve Prometheus metrics at PATH (e.g. /metrics)\n"
                "  --debug                error details in 500 responses and on stderr\n"
-               "  --no-access-log        same as --access-log off\n",
+               "  --no-access-log        same as --access-log off\n"
+               "  --queue-only           only consume the task queue: serve no HTTP (the\n"
+               "                         socket is bound on 127.0.0.1, any port, never listened)\n",
             prog);
     for (size_t i = 0; i < NFLAGS; i++)
         fprintf(f, "  %-22s %s\n", option_flags[i].flag, option_flags[i].help);
@@ -143,6 +145,10 @@ int cf_cli_parse(cf_app *app, int argc, char **argv, cf_server_opts *o)
             o->access_log = NULL;
             continue;
         }
+        if (!strcmp(name, "--queue-only")) {
+            o->queue_only = true;
+            continue;
+        }
         if (!val) {
             if (i + 1 >= argc || strncmp(name, "--", 2) != 0) {
                 fprintf(stderr, "carafe: unknown option or missing value: %s (see --help)\n", a);
@@ -197,6 +203,11 @@ int cf_cli_parse(cf_app *app, int argc, char **argv, cf_server_opts *o)
             fprintf(stderr, "carafe: unknown option %s (see --help)\n", a);
             return -1;
         }
+    }
+    if (o->queue_only) { /* bind nothing a web client could reach */
+        o->host = "127.0.0.1";
+        o->port = 0;
+        o->unix_path = NULL;
     }
     o->workers = (int)app->opt[CF_OPT_WORKERS];
     if (o->workers <= 0) {

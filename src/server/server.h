@@ -24,6 +24,7 @@ typedef struct cf_server_opts {
     bool log_json;
     const char *metrics_path;
     const char *prog;
+    bool queue_only;         /* --queue-only: consume the task queue, serve no HTTP */
 } cf_server_opts;
 
 /* cli.c: fill opts and app options from argv and the environment.

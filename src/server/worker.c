@@ -25,6 +25,7 @@
 
 #include "app/req.h"
 #include "core/coro.h"
+#include "io/queue.h"
 
 #define LAG_TICK_MS 100
 
@@ -121,6 +122,7 @@ void cf_worker_begin_stop(cf_worker *w, int exit_status, const char *why)
     if (w->stopping)
         return;
     w->stopping = true;
+    cf_queue_loop_stop(); /* claim no more jobs; running ones are background tasks */
     if (why)
         fprintf(stderr, "carafe: worker %d %s; finishing %zu connection(s)\n", (int)getpid(), why,
                 w->nconns);
@@ -260,7 +262,7 @@ int cf_worker_run(cf_app *app, const cf_server_opts *o, int listen_fd, bool is_u
         rc = uv_tcp_open(&w->listener.tcp, listen_fd);
     }
     w->listener.handle.data = w;
-    if (rc == 0)
+    if (rc == 0 && !o->queue_only)
         rc = uv_listen(&w->listener.stream, 4096, on_connection);
     if (rc != 0) {
         fprintf(stderr, "carafe: worker %d cannot listen: %s\n", (int)getpid(), uv_strerror(rc));
@@ -283,6 +285,7 @@ int cf_worker_run(cf_app *app, const cf_server_opts *o, int listen_fd, bool is_u
     w->sig_term.data = w;
     uv_signal_start(&w->sig_term, on_sigterm, SIGTERM);
 
+    cf_queue_loop_start(app);
     uv_run(loop, UV_RUN_DEFAULT);
     flush_log(w);
     /* Close whatever is left (connections cut by the deadline) and let the

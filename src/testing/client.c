@@ -15,6 +15,7 @@
 
 #include "app/req.h"
 #include "core/coro.h"
+#include "io/queue.h"
 
 struct cf_test_response {
     int status;
@@ -61,6 +62,7 @@ cf_test_client *cf_test_client_new(cf_app *app)
         return NULL;
     }
     cf_coro_set_stack_size((size_t)app->opt[CF_OPT_STACK_SIZE]);
+    cf_queue_loop_start(app); /* consume the app's task queue, like a worker */
     return tc;
 }
 
@@ -79,6 +81,7 @@ void cf_test_client_free(cf_test_client *tc)
     if (!tc)
         return;
     /* Let background work end before the loop goes away. */
+    cf_queue_loop_stop();
     while (uv_run(&tc->loop, UV_RUN_ONCE) != 0)
         ;
     cf_sched_close(&tc->sched);
@@ -249,6 +252,23 @@ cf_test_response *cf_test_post_json(cf_test_client *tc, const char *target, cons
 {
     static const char *const h[] = {"Content-Type: application/json", NULL};
     return cf_test_request(tc, "POST", target, h, json_text, strlen(json_text));
+}
+
+int cf_test_run_queue(cf_test_client *tc, int64_t timeout_ms)
+{
+    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : uv_now(&tc->loop) + (uint64_t)timeout_ms;
+    for (;;) {
+        if (tc->sched.nbackground == 0 && cf_queue_count_sync(tc->app) <= 0)
+            return 0;
+        uv_update_time(&tc->loop);
+        if (uv_now(&tc->loop) >= deadline)
+            return CF_ETIMEDOUT;
+        if (uv_run(&tc->loop, UV_RUN_ONCE) == 0 && tc->sched.nbackground == 0 &&
+            !cf_sched_service(CF_SVC_QUEUE)) {
+            fprintf(stderr, "carafe: jobs are queued but no handler consumes them\n");
+            return CF_ETIMEDOUT;
+        }
+    }
 }
 
 int cf_test_status(const cf_test_response *r) { return r ? r->status : 0; }
