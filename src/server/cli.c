@@ -49,8 +49,7 @@ static void usage(FILE *f, const char *prog)
                "  --metrics PATH         serve Prometheus metrics at PATH (e.g. /metrics)\n"
                "  --debug                error details in 500 responses and on stderr\n"
                "  --no-access-log        same as --access-log off\n"
-               "  --queue-only           only consume the task queue: serve no HTTP (the\n"
-               "                         socket is bound on 127.0.0.1, any port, never listened)\n",
+               "  --queue-only           consume the task queue only, serve no HTTP\n",
             prog);
     for (size_t i = 0; i < NFLAGS; i++)
         fprintf(f, "  %-22s %s\n", option_flags[i].flag, option_flags[i].help);

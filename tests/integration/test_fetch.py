@@ -16,8 +16,9 @@ failure and success with a CA file; invalid arguments; a client disconnect,
 an await timeout and a child ending without awaiting each cancel the
 pending call (the upstream sees its connection closed); a threaded handler;
 200 concurrent requests each making a call; connection reuse (the upstream
-sees far fewer connections than calls). The server must exit cleanly and,
-in a sanitizer build, report nothing.
+sees far fewer connections than calls); examples/fetch (concurrent against
+sequential calls) and examples/bench's /fanout. Every server must exit
+cleanly and, in a sanitizer build, report nothing.
 """
 import json
 import os

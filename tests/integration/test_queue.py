@@ -1,0 +1,157 @@
+"""
+test_queue.py — the SQLite task queue across real processes
+(tests/integration/apps/queueapp.c, --workers 2).
+
+  enqueue_over_http        60 jobs enqueued over HTTP all run, each exactly once,
+                           spread over the workers; nothing left pending
+  sigkill_mid_job          the worker running a slow job is SIGKILLed: the job is
+                           delivered again after the visibility timeout, to a
+                           live worker, and completes once
+  periodic_two_instances   two app instances (2 workers each) share one queue
+                           file: the 1 s periodic job runs once per period
+  queue_only               a --queue-only instance serves no HTTP (connection
+                           refused) and runs the jobs another instance enqueues
+"""
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+from harness import check, eq  # noqa: E402
+
+APP = H.app_path("queueapp")
+TMP = tempfile.mkdtemp(prefix="cf-queue-it-")
+_n = [0]
+
+
+def fresh(**env):
+    """Env for a new queue file and job log."""
+    _n[0] += 1
+    base = os.path.join(TMP, f"q{_n[0]}")
+    e = {"QUEUE_URL": f"sqlite:///{base}.db", "JOBLOG": f"{base}.log", "WEB_CONCURRENCY": "2"}
+    e.update({k: str(v) for k, v in env.items()})
+    return e
+
+
+def lines(env):
+    try:
+        with open(env["JOBLOG"]) as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
+
+
+def enqueue(srv, name, payload, delay=None):
+    path = f"/enqueue/{name}" + (f"?delay={delay}" if delay is not None else "")
+    r = H.http(srv.port, "POST", path, headers={"Content-Type": "application/json"},
+               body=json.dumps(payload).encode())
+    eq(r.status, 201, f"enqueue {name}: {r.body!r}")
+    return json.loads(r.body)["id"]
+
+
+def t_enqueue_over_http():
+    env = fresh()
+    srv = H.Server(APP, ["--workers", "2"], env=env).start()
+    try:
+        ids = [enqueue(srv, "note", {"n": i}) for i in range(60)]
+        H.wait_until(lambda: len([l for l in lines(env) if l.startswith("done")]) >= 60, 20,
+                     what="60 jobs done")
+        time.sleep(0.3)
+        done = [l.split() for l in lines(env) if l.startswith("done")]
+        got = sorted(int(d[1]) for d in done)
+        eq(got, sorted(ids), "each job exactly once")
+        payloads = {json.loads(" ".join(d[3:]))["n"] for d in done}
+        eq(payloads, set(range(60)), "payloads")
+        r = H.http(srv.port, "GET", "/pending")
+        eq(json.loads(r.body)["pending"], 0, "pending")
+    finally:
+        H.stop_and_check(srv, expect_status=0)
+
+
+def t_sigkill_mid_job():
+    env = fresh(VIS_MS=2000, SLOW_MS=1500)
+    srv = H.Server(APP, ["--workers", "2"], env=env).start()
+    try:
+        srv.wait_workers(2)
+        jid = enqueue(srv, "slow", {})
+        m = H.wait_until(lambda: [l for l in lines(env) if l.startswith(f"start {jid} ")], 5,
+                         what="the job started")
+        victim = int(m[0].split()[2])
+        os.kill(victim, 9)
+        t_kill = time.monotonic()
+        H.wait_until(lambda: [l for l in lines(env) if l.startswith(f"done {jid} ")], 15,
+                     what="the job completed after the kill")
+        took = time.monotonic() - t_kill
+        starts = [l.split() for l in lines(env) if l.startswith(f"start {jid} ")]
+        dones = [l.split() for l in lines(env) if l.startswith(f"done {jid} ")]
+        eq(len(starts), 2, "delivered twice (once to the killed worker)")
+        eq(len(dones), 1, "completed once")
+        check(int(dones[0][2]) != victim, "completed by another worker")
+        check(took >= 1.5, f"redelivered only after the visibility timeout ({took:.2f}s)")
+        r = H.http(srv.port, "GET", "/pending")
+        eq(json.loads(r.body)["pending"], 0, "pending")
+    finally:
+        H.stop_and_check(srv, expect_status=0)
+
+
+def t_periodic_two_instances():
+    env = fresh(TICK_S=1)
+    a = H.Server(APP, ["--workers", "2"], env=env, name="queueapp-a").start()
+    b = H.Server(APP, ["--workers", "2"], env=env, name="queueapp-b").start()
+    try:
+        time.sleep(4.5)
+    finally:
+        H.stop_and_check(a, expect_status=0)
+        H.stop_and_check(b, expect_status=0)
+    ticks = [l.split() for l in lines(env) if l.startswith("tick")]
+    periods = [int(t[1]) for t in ticks]
+    eq(len(periods), len(set(periods)), f"one run per period: {periods}")
+    check(4 <= len(periods) <= 6, f"about one per second over 4.5 s: {periods}")
+    pids = {t[2] for t in ticks}
+    print(f"     {len(periods)} periods, run by {len(pids)} different worker(s)")
+
+
+def t_queue_only():
+    env = fresh()
+    web = H.Server(APP, ["--workers", "1"], env=env, name="queueapp-web").start()
+    worker = H.Server(APP, ["--workers", "2", "--queue-only"], env=env,
+                      name="queueapp-qonly").start()
+    try:
+        try:
+            H.http(worker.port, "GET", "/pending", timeout=2)
+            raise AssertionError("the --queue-only instance answered HTTP")
+        except (ConnectionRefusedError, H.Closed):
+            pass
+        # Delayed jobs, then the web instance goes: only the --queue-only
+        # workers are left to run them.
+        ids = [enqueue(web, "note", {"n": i}, delay=1500) for i in range(20)]
+        H.stop_and_check(web, expect_status=0)
+        H.wait_until(lambda: len([l for l in lines(env) if l.startswith("done")]) >= 20, 20,
+                     what="20 jobs done")
+        time.sleep(0.2)
+        done = [l.split() for l in lines(env) if l.startswith("done")]
+        eq(sorted(int(d[1]) for d in done), sorted(ids), "each job once")
+        qpids = set(map(str, worker.worker_pids()))
+        check(all(d[2] in qpids for d in done), "run by the --queue-only workers")
+    finally:
+        H.stop_and_check(web, expect_status=0)
+        H.stop_and_check(worker, expect_status=0)
+
+
+def main():
+    H.watchdog(200)
+    try:
+        failures = H.run_tests(H.collect(globals()))
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
+    H.finish(failures)
+
+
+if __name__ == "__main__":
+    main()
