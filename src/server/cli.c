@@ -203,11 +203,6 @@ int cf_cli_parse(cf_app *app, int argc, char **argv, cf_server_opts *o)
             return -1;
         }
     }
-    if (o->queue_only) { /* bind nothing a web client could reach */
-        o->host = "127.0.0.1";
-        o->port = 0;
-        o->unix_path = NULL;
-    }
     o->workers = (int)app->opt[CF_OPT_WORKERS];
     if (o->workers <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);

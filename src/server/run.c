@@ -3,6 +3,7 @@
  * metrics, then the prefork master (master.c) and its workers (worker.c).
  */
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -20,9 +21,14 @@ int cf_run(cf_app *app, int argc, char **argv)
         cf_worker_add_metrics_route(app, o.metrics_path);
     bool is_unix = false;
     char where[160];
-    int fd = cf_listen_open(&o, &is_unix, where, sizeof where);
+    /* --queue-only: an unbound socket stands in for the listener, so
+     * nothing can connect (the workers never listen on it). */
+    int fd = o.queue_only ? socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)
+                          : cf_listen_open(&o, &is_unix, where, sizeof where);
     if (fd < 0)
         return 1;
+    if (o.queue_only)
+        snprintf(where, sizeof where, "the task queue only (--queue-only, no HTTP)");
     if (cf_drop_privileges(&o) != 0)
         return 1;
     cf_metrics *metrics = o.metrics_path ? cf_metrics_new(app, 2 * o.workers) : NULL;

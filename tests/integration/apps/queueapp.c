@@ -95,5 +95,7 @@ int main(int argc, char **argv)
         cf_queue_periodic(app, "tick", atol(tick));
     cf_route(app, "POST", "/enqueue/<name>", enqueue_view);
     cf_route(app, "GET", "/pending", pending_view);
-    return cf_run(app, argc, argv);
+    int rc = cf_run(app, argc, argv);
+    cf_app_free(app);
+    return rc;
 }
