@@ -594,7 +594,7 @@ int cf_db_rollback(cf_req *rq);
  * returned 0; a failure is retried with exponential back-off, then moved to
  * the dead letters; a job whose worker died is delivered again once its
  * lease (the visibility timeout) has run out. Backend: QUEUE_URL, or
- * cf_queue_open; SQLite by default (jobs survive restarts). */
+ * cf_queue_open; SQLite by default (jobs survive restarts), or Redis. */
 typedef struct cf_job {
     int64_t id;
     const char *name;
@@ -620,8 +620,10 @@ typedef struct cf_queue_opts {
  * beside the app's SQLite database, "<db>-queue.db", else queue.db in the
  * current directory):
  *   sqlite:///relative.db, sqlite:////absolute/path.db
- * Creates the tables if needed. 0, or CF_EDBURL / CF_EDBCONN with the
- * reason on stderr. Called implicitly by the first cf_queue_handler. */
+ *   redis://host:port/db           Redis Streams (several machines; no password)
+ * Creates the SQLite tables if needed / checks that Redis answers. 0, or
+ * CF_EDBURL / CF_EDBCONN with the reason on stderr. Called implicitly by the
+ * first cf_queue_handler. */
 int cf_queue_open(cf_app *app, const char *url);
 /* Register the handler of job `name` (opts NULL: defaults). At start-up. */
 int cf_queue_handler(cf_app *app, const char *name, cf_job_fn fn, const cf_queue_opts *opts);

@@ -98,6 +98,17 @@ static size_t page_size(void)
     return ps;
 }
 
+/* ASan keeps its poison marks (redzones of frames that never returned) on
+ * memory we unmap; a later mapping at the same address would inherit them
+ * and report false errors. */
+static void unmap_stack(char *map, size_t size)
+{
+#ifdef CF_HAVE_ASAN
+    __asan_unpoison_memory_region(map, size);
+#endif
+    munmap(map, size);
+}
+
 void cf_coro_set_stack_size(size_t bytes)
 {
     size_t ps = page_size();
@@ -118,7 +129,7 @@ void cf_coro_pool_drain(void)
 #ifdef CF_HAVE_VALGRIND
         VALGRIND_STACK_DEREGISTER(c->vg_id);
 #endif
-        munmap(c->map, c->map_size);
+        unmap_stack(c->map, c->map_size);
     }
     pool_len = 0;
 }
@@ -172,7 +183,7 @@ static void stack_release(cf_coro *co)
 #ifdef CF_HAVE_VALGRIND
     VALGRIND_STACK_DEREGISTER(co->vg_id);
 #endif
-    munmap(co->map, co->map_size);
+    unmap_stack(co->map, co->map_size);
 }
 
 static inline char *stack_bottom(cf_coro *co) { return co->map + page_size(); }

@@ -30,11 +30,15 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "io/db.h"
 
@@ -49,8 +53,13 @@ typedef struct q_handler {
     int64_t period_s; /* > 0: periodic */
 } q_handler;
 
+enum { Q_SQLITE, Q_REDIS };
+
 typedef struct cf_queue {
-    char *path;
+    int kind;
+    char *path;       /* SQLite file */
+    char *rhost;      /* Redis */
+    int rport, rdb;
     q_handler *h;
     size_t nh;
     pthread_mutex_t mu;
@@ -67,6 +76,7 @@ typedef struct q_jobblk {
     size_t hidx;
     int64_t id;
     int attempts;
+    char sid[48];     /* Redis: the stream entry */
     char payload[];
 } q_jobblk;
 
@@ -78,6 +88,11 @@ typedef struct q_loop {
     bool claiming, again, stopping;
     int *running;          /* per handler */
     int64_t *last_period;  /* per handler: period already handled here */
+    bool polling;          /* consumer started */
+    redisAsyncContext *rc; /* Redis: this loop's connection, NULL until used */
+    bool groups_ok;
+    size_t inflight;       /* replies awaited: the connection keeps the loop alive */
+    char consumer[64];
 } q_loop;
 
 static int64_t now_ms(void)
@@ -161,6 +176,7 @@ void cf_queue_free(void *p)
         free(q->h[i].name);
     free(q->h);
     free(q->path);
+    free(q->rhost);
     pthread_mutex_destroy(&q->mu);
     pthread_mutex_destroy(&q->wmu);
     free(q);
@@ -216,6 +232,9 @@ static char *default_path(cf_app *app)
     return out;
 }
 
+static int redis_open(cf_app *app, const char *url, const char *from);
+static int64_t redis_count_sync(cf_queue *q);
+
 int cf_queue_open(cf_app *app, const char *url)
 {
     if (!app)
@@ -225,11 +244,8 @@ int cf_queue_open(cf_app *app, const char *url)
         url = getenv("QUEUE_URL");
     char *path;
     if (url && *url) {
-        if (strncmp(url, "redis://", 8) == 0) {
-            fprintf(stderr, "carafe: %s %s: the Redis backend is not available in this build\n",
-                    from, url);
-            return CF_EDBURL;
-        }
+        if (strncmp(url, "redis://", 8) == 0)
+            return redis_open(app, url, from);
         path = sqlite_path(url);
         if (!path) {
             fprintf(stderr, "carafe: %s %s is not sqlite:///path.db\n", from, url);
@@ -265,6 +281,7 @@ int cf_queue_open(cf_app *app, const char *url)
     q->nidle = 0;
     free(q->path);
     q->path = path;
+    q->kind = Q_SQLITE;
     return 0;
 }
 
@@ -350,6 +367,8 @@ typedef struct q_op {
     q_claim *claims;
     size_t nclaims;
     q_jobblk *jobs; /* out (claim) / in (release) */
+    const char *sid; /* Redis: the job's stream entry (ack, retry, dead) */
+    int attempts;    /* Redis: the job's attempt (retry, dead) */
     int64_t result;
     json_t *json;
     char err[256];
@@ -575,8 +594,12 @@ static int op_run(void *arg)
 }
 
 /* Run op on a pool thread and wait; its memory is in rq. */
+static int redis_op(cf_req *rq, q_op *op);
+
 static int op_await(cf_req *rq, q_op *op)
 {
+    if (op->q->kind == Q_REDIS)
+        return redis_op(rq, op);
     cf_task *t = cf_to_thread(rq, op_run, op);
     if (!t)
         return CF_EPERM;
@@ -599,7 +622,7 @@ static q_op *op_new(cf_req *rq, int kind)
 
 static void q_wake(q_loop *L)
 {
-    if (!L || L->stopping)
+    if (!L || L->stopping || !L->polling)
         return;
     if (L->claiming)
         L->again = true;
@@ -617,6 +640,7 @@ static int job_main(cf_req *rq, void *arg)
     int64_t id = b->id;
     int attempts = b->attempts;
     char *payload = cf_strdup(rq, b->payload);
+    char *sid = cf_strdup(rq, b->sid);
     free(b);
 
     int rc;
@@ -639,6 +663,10 @@ static int job_main(cf_req *rq, void *arg)
     }
     q_op *op = op_new(rq, OP_ACK);
     op->id = id;
+    op->sid = sid;
+    op->name = h->name;
+    op->payload = payload;
+    op->attempts = attempts;
     if (rc != 0) {
         op->error = err;
         if (attempts >= h->o.max_attempts) {
@@ -738,7 +766,7 @@ static int claim_main(cf_req *rq, void *arg)
 static void on_poll(cf_timer *t)
 {
     q_loop *L = (q_loop *)((char *)t - offsetof(q_loop, poll));
-    if (L->stopping || L->claiming)
+    if (L->stopping || L->claiming || !L->polling)
         return;
     L->claiming = true;
     if (cf_background(L->ctx, "task queue claim", claim_main, &L, sizeof L) != 0) {
@@ -754,24 +782,32 @@ static void loop_close(void *state)
 {
     q_loop *L = state;
     cf_timer_stop(&L->poll);
+    if (L->rc) {
+        redisAsyncContext *rc = L->rc;
+        L->rc = NULL;
+        rc->data = NULL;
+        redisAsyncFree(rc);
+    }
     cf_req_free(L->ctx);
     free(L->running);
     free(L->last_period);
     free(L);
 }
 
-void cf_queue_loop_start(cf_app *app)
+/* This loop's queue state, created on first use. */
+static q_loop *loop_get(cf_app *app)
 {
+    q_loop *L = cf_sched_service(CF_SVC_QUEUE);
     cf_queue *q = app ? app->queue : NULL;
-    if (!q || !q->nh || cf_sched_service(CF_SVC_QUEUE))
-        return;
-    q_loop *L = calloc(1, sizeof *L);
+    if (L || !q || !cf_sched_get())
+        return L;
+    L = calloc(1, sizeof *L);
     if (!L)
-        return;
+        return NULL;
     L->app = app;
     L->q = q;
-    L->running = calloc(q->nh, sizeof *L->running);
-    L->last_period = calloc(q->nh, sizeof *L->last_period);
+    L->running = calloc(q->nh + 1, sizeof *L->running);
+    L->last_period = calloc(q->nh + 1, sizeof *L->last_period);
     L->ctx = cf_req_new(app, &ctx_transport, NULL);
     if (!L->running || !L->last_period || !L->ctx) {
         free(L->running);
@@ -779,17 +815,33 @@ void cf_queue_loop_start(cf_app *app)
         if (L->ctx)
             cf_req_free(L->ctx);
         free(L);
-        return;
+        return NULL;
     }
+    char host[32] = "host";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = 0;
+    snprintf(L->consumer, sizeof L->consumer, "%s-%d-%p", host, (int)getpid(), (void *)L);
     cf_timer_init(&L->poll, on_poll);
     cf_sched_set_service(CF_SVC_QUEUE, L, loop_close);
+    return L;
+}
+
+void cf_queue_loop_start(cf_app *app)
+{
+    cf_queue *q = app ? app->queue : NULL;
+    if (!q || !q->nh)
+        return;
+    q_loop *L = loop_get(app);
+    if (!L || L->polling)
+        return;
+    L->polling = true;
     cf_timer_start(&L->poll, 0);
 }
 
 void cf_queue_loop_stop(void)
 {
     q_loop *L = cf_sched_service(CF_SVC_QUEUE);
-    if (!L)
+    if (!L || !L->polling)
         return;
     L->stopping = true;
     cf_timer_stop(&L->poll);
@@ -800,6 +852,8 @@ int64_t cf_queue_count_sync(cf_app *app)
     cf_queue *q = app ? app->queue : NULL;
     if (!q)
         return -1;
+    if (q->kind == Q_REDIS)
+        return redis_count_sync(q);
     q_op op;
     memset(&op, 0, sizeof op);
     op.q = q;
@@ -880,4 +934,485 @@ int64_t cf_queue_pending(cf_req *rq, const char *name)
     op->name = name ? cf_strdup(rq, name) : NULL;
     int rc = op_await(rq, op);
     return rc != 0 ? rc : op->result;
+}
+
+/* ---- Redis Streams ------------------------------------------------------ */
+/*
+ * Keys (in the URL's database):
+ *   cf:q:s:<name>   a stream per job name, consumer group "cf"; an entry has
+ *                   id (the job id), name, payload, attempts (failures so far)
+ *   cf:q:delayed    sorted set of delayed jobs and retries (score: due time,
+ *                   member: JSON {name,id,payload,attempts}); moved into the
+ *                   streams by a Lua script, atomically
+ *   cf:q:dead       list of dead letters (JSON)
+ *   cf:q:names      set of the job names (for counting)
+ *   cf:q:seq, cf:q:deadseq   id counters
+ *   cf:q:p:<name>:<period_start>   SET NX: who enqueues that period's job
+ * Stuck jobs (consumer died) are taken back with XAUTOCLAIM after the
+ * visibility timeout.
+ */
+
+static int redis_open(cf_app *app, const char *url, const char *from)
+{
+    const char *p = url + 8;
+    const char *colon = strchr(p, ':'), *slash = strchr(p, '/');
+    size_t hlen = colon && (!slash || colon < slash) ? (size_t)(colon - p)
+                  : slash                          ? (size_t)(slash - p)
+                                                   : strlen(p);
+    int port = 6379, db = 0;
+    if (colon && (!slash || colon < slash))
+        port = atoi(colon + 1);
+    if (slash && slash[1])
+        db = atoi(slash + 1);
+    if (hlen == 0 || hlen > 255 || port <= 0 || port > 65535 || db < 0 || strchr(p, '@')) {
+        fprintf(stderr, "carafe: %s %s is not redis://host:port/db (no password support)\n", from,
+                url);
+        return CF_EDBURL;
+    }
+    char host[256];
+    memcpy(host, p, hlen);
+    host[hlen] = 0;
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout(host, port, tv);
+    if (!c || c->err) {
+        fprintf(stderr, "carafe: cannot reach the task queue %s: %s\n", url,
+                c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        return CF_EDBCONN;
+    }
+    redisFree(c);
+    cf_queue *q = app->queue;
+    if (!q) {
+        q = calloc(1, sizeof *q);
+        if (!q)
+            cf_setup_fail("out of memory");
+        pthread_mutex_init(&q->mu, NULL);
+        pthread_mutex_init(&q->wmu, NULL);
+        app->queue = q;
+    }
+    free(q->rhost);
+    q->rhost = xstrdup(host);
+    q->rport = port;
+    q->rdb = db;
+    q->kind = Q_REDIS;
+    return 0;
+}
+
+/* A reply copied into the request (hiredis frees its own after the callback). */
+typedef struct q_rep {
+    int type;
+    long long integer;
+    char *str;
+    size_t len, n;
+    struct q_rep **el;
+} q_rep;
+
+static q_rep *rep_copy(cf_req *rq, const redisReply *r)
+{
+    q_rep *o = cf_alloc(rq, sizeof *o);
+    memset(o, 0, sizeof *o);
+    o->type = r->type;
+    o->integer = r->integer;
+    if (r->str) {
+        o->str = cf_alloc(rq, r->len + 1);
+        memcpy(o->str, r->str, r->len);
+        o->str[r->len] = 0;
+        o->len = r->len;
+    }
+    if (r->type == REDIS_REPLY_ARRAY) {
+        o->n = r->elements;
+        o->el = cf_alloc(rq, (r->elements + 1) * sizeof *o->el);
+        for (size_t i = 0; i < r->elements; i++)
+            o->el[i] = rep_copy(rq, r->element[i]);
+    }
+    return o;
+}
+
+typedef struct r_wait {
+    cf_waitable w;
+    cf_req *rq;
+    cf_scope *scope;
+    q_rep *rep;
+    char err[128];
+} r_wait;
+
+static void r_cancel(cf_waitable *w) { cf_waitable_complete(w, CF_ECANCELED); }
+
+static uv_handle_t *r_handle(const redisAsyncContext *c)
+{
+    redisLibuvEvents *ev = c ? c->ev.data : NULL;
+    return ev ? (uv_handle_t *)&ev->handle : NULL;
+}
+
+static void r_reply(redisAsyncContext *c, void *reply, void *priv)
+{
+    r_wait *w = priv;
+    q_loop *L = c->data;
+    if (L && L->inflight && --L->inflight == 0 && L->rc == c && r_handle(c))
+        uv_unref(r_handle(c));
+    int rc = 0;
+    if (!reply) {
+        rc = CF_EDBCONN;
+        snprintf(w->err, sizeof w->err, "task queue: Redis connection lost");
+    } else if (!w->w.done) {
+        w->rep = rep_copy(w->rq, reply);
+        if (w->rep->type == REDIS_REPLY_ERROR) {
+            rc = CF_EDB;
+            snprintf(w->err, sizeof w->err, "task queue: Redis: %s", w->rep->str);
+        }
+    }
+    if (!w->w.done)
+        cf_waitable_complete(&w->w, rc);
+    cf_scope_unref(w->scope); /* may release the request: last */
+}
+
+static void r_disconnected(const redisAsyncContext *c, int status)
+{
+    q_loop *L = c->data;
+    (void)status;
+    if (L && L->rc == c) {
+        L->rc = NULL;
+        L->groups_ok = false;
+    }
+}
+
+static void r_connected(const redisAsyncContext *c, int status)
+{
+    if (status != REDIS_OK) {
+        q_loop *L = c->data;
+        fprintf(stderr, "carafe: task queue: cannot connect to Redis: %s\n", c->errstr);
+        if (L && L->rc == c) {
+            L->rc = NULL;
+            L->groups_ok = false;
+        }
+    }
+}
+
+static redisAsyncContext *r_conn(q_loop *L)
+{
+    if (L->rc)
+        return L->rc;
+    redisAsyncContext *c = redisAsyncConnect(L->q->rhost, L->q->rport);
+    if (!c)
+        return NULL;
+    if (c->err) {
+        redisAsyncFree(c);
+        return NULL;
+    }
+    c->data = L;
+    redisLibuvAttach(c, cf_sched_get()->loop);
+    L->inflight = 0;
+    uv_unref(r_handle(c)); /* only while replies are awaited (redis_cmd) */
+    redisAsyncSetConnectCallback(c, r_connected);
+    redisAsyncSetDisconnectCallback(c, r_disconnected);
+    if (L->q->rdb)
+        redisAsyncCommand(c, NULL, NULL, "SELECT %d", L->q->rdb);
+    L->rc = c;
+    return c;
+}
+
+/* Send one command (argv form) and wait for its reply. */
+static q_rep *redis_cmd(cf_req *rq, q_op *op, int argc, const char **argv, const size_t *lens)
+{
+    q_loop *L = cf_sched_service(CF_SVC_QUEUE);
+    redisAsyncContext *c = L ? r_conn(L) : NULL;
+    if (!c) {
+        snprintf(op->err, sizeof op->err, "task queue: cannot connect to Redis");
+        op->result = CF_EDBCONN;
+        return NULL;
+    }
+    r_wait *w = cf_alloc(rq, sizeof *w);
+    memset(w, 0, sizeof *w);
+    w->rq = rq;
+    w->scope = cf__req_scope(rq);
+    cf_waitable_init(&w->w, r_cancel);
+    if (redisAsyncCommandArgv(c, r_reply, w, argc, argv, lens) != REDIS_OK) {
+        cf_waitable_detach(&w->w);
+        snprintf(op->err, sizeof op->err, "task queue: Redis: cannot send");
+        op->result = CF_EDBCONN;
+        return NULL;
+    }
+    cf_scope_ref(w->scope);
+    if (L->inflight++ == 0 && r_handle(c))
+        uv_ref(r_handle(c));
+    int rc = cf_await(rq, &w->w, -1);
+    if (rc != 0) {
+        if (w->err[0])
+            snprintf(op->err, sizeof op->err, "%s", w->err);
+        op->result = rc;
+        return NULL;
+    }
+    return w->rep;
+}
+
+/* rcmd with NUL-terminated arguments. */
+#define RCMD(rq, op, ...)                                                            \
+    redis_cmd((rq), (op), (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(char *)), \
+         (const char *[]){__VA_ARGS__}, NULL)
+
+static const char lua_move[] =
+    "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)\n"
+    "for _, m in ipairs(due) do\n"
+    "  redis.call('ZREM', KEYS[1], m)\n"
+    "  local j = cjson.decode(m)\n"
+    "  redis.call('XADD', 'cf:q:s:' .. j.name, '*', 'id', j.id, 'name', j.name,"
+    "             'payload', j.payload, 'attempts', j.attempts)\n"
+    "end\n"
+    "return #due\n";
+
+static const char lua_periodic[] =
+    "if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then\n"
+    "  local id = redis.call('INCR', 'cf:q:seq')\n"
+    "  redis.call('SADD', 'cf:q:names', ARGV[2])\n"
+    "  redis.call('XADD', 'cf:q:s:' .. ARGV[2], '*', 'id', id, 'name', ARGV[2],"
+    "             'payload', ARGV[3], 'attempts', 0)\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n";
+
+static const char lua_count[] =
+    "local n = redis.call('ZCARD', 'cf:q:delayed')\n"
+    "for _, nm in ipairs(redis.call('SMEMBERS', 'cf:q:names')) do\n"
+    "  if ARGV[1] == '' or ARGV[1] == nm then\n"
+    "    n = n + redis.call('XLEN', 'cf:q:s:' .. nm)\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
+static const char lua_requeue[] =
+    "local all = redis.call('LRANGE', 'cf:q:dead', 0, -1)\n"
+    "local n = 0\n"
+    "for _, m in ipairs(all) do\n"
+    "  local j = cjson.decode(m)\n"
+    "  if ARGV[1] == '0' or tostring(j.id) == ARGV[1] then\n"
+    "    redis.call('LREM', 'cf:q:dead', 1, m)\n"
+    "    redis.call('XADD', 'cf:q:s:' .. j.name, '*', 'id', j.job_id, 'name', j.name,"
+    "               'payload', j.payload, 'attempts', 0)\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
+static const char *stream_key(cf_req *rq, const char *name) { return cf_sprintf(rq, "cf:q:s:%s", name); }
+static const char *i2s(cf_req *rq, int64_t v) { return cf_sprintf(rq, "%" PRId64, v); }
+
+static bool r_fail(q_op *op, q_rep *r)
+{
+    if (r)
+        return false;
+    if (!op->result)
+        op->result = CF_EDB;
+    return true;
+}
+
+/* Stream entries [[id, [f, v, ...]], ...] into jobs. */
+static void r_take_entries(q_op *op, q_claim *c, q_rep *arr, q_jobblk ***tail)
+{
+    for (size_t k = 0; arr && arr->type == REDIS_REPLY_ARRAY && k < arr->n; k++) {
+        q_rep *e = arr->el[k];
+        if (!e || e->type != REDIS_REPLY_ARRAY || e->n < 2 || e->el[1]->type != REDIS_REPLY_ARRAY)
+            continue; /* deleted meanwhile */
+        q_rep *f = e->el[1];
+        const char *payload = "{}";
+        int64_t id = 0;
+        int attempts = 0;
+        for (size_t i = 0; i + 1 < f->n; i += 2) {
+            const char *k2 = f->el[i]->str, *v = f->el[i + 1]->str;
+            if (!k2 || !v)
+                continue;
+            if (!strcmp(k2, "payload"))
+                payload = v;
+            else if (!strcmp(k2, "id"))
+                id = atoll(v);
+            else if (!strcmp(k2, "attempts"))
+                attempts = atoi(v);
+        }
+        size_t len = strlen(payload);
+        q_jobblk *b = malloc(sizeof *b + len + 1);
+        if (!b)
+            return;
+        b->next = NULL;
+        b->hidx = c->hidx;
+        b->id = id;
+        b->attempts = attempts + 1;
+        snprintf(b->sid, sizeof b->sid, "%s", e->el[0]->str ? e->el[0]->str : "0-0");
+        memcpy(b->payload, payload, len + 1);
+        **tail = b;
+        *tail = &b->next;
+        c->got++;
+    }
+}
+
+static int redis_claim(cf_req *rq, q_op *op, q_loop *L)
+{
+    const char *now = i2s(rq, now_ms());
+    if (!L->groups_ok) {
+        for (size_t i = 0; i < L->q->nh; i++) {
+            q_rep *r = RCMD(rq, op, "XGROUP", "CREATE", stream_key(rq, L->q->h[i].name), "cf",
+                            "0", "MKSTREAM");
+            if (!r && op->result != CF_EDB)
+                return op->result;
+            op->result = 0;
+            op->err[0] = 0;
+        }
+        L->groups_ok = true;
+    }
+    if (r_fail(op, RCMD(rq, op, "EVAL", lua_move, "1", "cf:q:delayed", now)))
+        return (int)op->result;
+    q_jobblk **tail = &op->jobs;
+    for (size_t i = 0; i < op->nclaims; i++) {
+        q_claim *c = &op->claims[i];
+        if (c->period_start > 0) {
+            q_handler *h = &L->q->h[c->hidx];
+            const char *key = cf_sprintf(rq, "cf:q:p:%s:%" PRId64, c->name, c->period_start);
+            const char *payload = cf_sprintf(rq, "{\"period_start\": %" PRId64 "}", c->period_start);
+            if (r_fail(op, RCMD(rq, op, "EVAL", lua_periodic, "1", key, i2s(rq, h->period_s * 10 + 60),
+                                c->name, payload)))
+                return (int)op->result;
+            c->period_done = true;
+        }
+        if (c->want <= 0)
+            continue;
+        const char *key = stream_key(rq, c->name);
+        q_rep *r = RCMD(rq, op, "XAUTOCLAIM", key, "cf", L->consumer, i2s(rq, c->visibility_ms),
+                        "0-0", "COUNT", i2s(rq, c->want));
+        if (r_fail(op, r))
+            return (int)op->result;
+        if (r->type == REDIS_REPLY_ARRAY && r->n >= 2)
+            r_take_entries(op, c, r->el[1], &tail);
+        if (c->got < c->want) {
+            r = RCMD(rq, op, "XREADGROUP", "GROUP", "cf", L->consumer, "COUNT",
+                     i2s(rq, c->want - c->got), "STREAMS", key, ">");
+            if (r_fail(op, r))
+                return (int)op->result;
+            if (r->type == REDIS_REPLY_ARRAY && r->n >= 1 && r->el[0]->type == REDIS_REPLY_ARRAY &&
+                r->el[0]->n >= 2)
+                r_take_entries(op, c, r->el[0]->el[1], &tail);
+        }
+    }
+    return 0;
+}
+
+static const char *job_json(cf_req *rq, q_op *op, int attempts)
+{
+    json_t *j = json_pack("{s:s,s:I,s:s,s:i}", "name", op->name, "id", (json_int_t)op->id,
+                          "payload", op->payload ? op->payload : "{}", "attempts", attempts);
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    const char *out = cf_strdup(rq, s ? s : "{}");
+    free(s);
+    return out;
+}
+
+static int r_ackdel(cf_req *rq, q_op *op)
+{
+    const char *key = stream_key(rq, op->name);
+    if (r_fail(op, RCMD(rq, op, "XACK", key, "cf", op->sid)))
+        return (int)op->result;
+    if (r_fail(op, RCMD(rq, op, "XDEL", key, op->sid)))
+        return (int)op->result;
+    return 0;
+}
+
+static int redis_op(cf_req *rq, q_op *op)
+{
+    q_loop *L = loop_get(rq->app);
+    if (!L)
+        return CF_ENOMEM;
+    op->result = 0;
+    q_rep *r;
+    int64_t now = now_ms();
+    switch (op->kind) {
+    case OP_ENQUEUE: {
+        r = RCMD(rq, op, "INCR", "cf:q:seq");
+        if (r_fail(op, r))
+            return (int)op->result;
+        op->id = r->integer;
+        if (r_fail(op, RCMD(rq, op, "SADD", "cf:q:names", op->name)))
+            return (int)op->result;
+        if (op->at > now)
+            r = RCMD(rq, op, "ZADD", "cf:q:delayed", i2s(rq, op->at), job_json(rq, op, 0));
+        else
+            r = RCMD(rq, op, "XADD", stream_key(rq, op->name), "*", "id", i2s(rq, op->id), "name",
+                     op->name, "payload", op->payload, "attempts", "0");
+        if (r_fail(op, r))
+            return (int)op->result;
+        op->result = op->id;
+        return 0;
+    }
+    case OP_CLAIM:
+        return redis_claim(rq, op, L);
+    case OP_ACK:
+        return r_ackdel(rq, op);
+    case OP_RETRY:
+        if (r_fail(op, RCMD(rq, op, "ZADD", "cf:q:delayed", i2s(rq, now + op->at),
+                            job_json(rq, op, op->attempts))))
+            return (int)op->result;
+        return r_ackdel(rq, op);
+    case OP_DEAD: {
+        r = RCMD(rq, op, "INCR", "cf:q:deadseq");
+        if (r_fail(op, r))
+            return (int)op->result;
+        json_t *j = json_pack("{s:I,s:I,s:s,s:s,s:i,s:s?,s:I}", "id", (json_int_t)r->integer,
+                              "job_id", (json_int_t)op->id, "name", op->name, "payload",
+                              op->payload ? op->payload : "{}", "attempts", op->attempts, "error",
+                              op->error, "failed_at", (json_int_t)now);
+        char *s = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        const char *txt = cf_strdup(rq, s ? s : "{}");
+        free(s);
+        if (r_fail(op, RCMD(rq, op, "RPUSH", "cf:q:dead", txt)))
+            return (int)op->result;
+        return r_ackdel(rq, op);
+    }
+    case OP_RELEASE:
+        return 0; /* left pending: XAUTOCLAIM takes them after the lease */
+    case OP_LIST:
+        r = RCMD(rq, op, "LRANGE", "cf:q:dead", "0", "-1");
+        if (r_fail(op, r))
+            return (int)op->result;
+        op->json = json_array();
+        for (size_t i = 0; i < r->n && (int64_t)json_array_size(op->json) < op->n; i++) {
+            json_t *j = r->el[i]->str ? json_loads(r->el[i]->str, 0, NULL) : NULL;
+            const char *nm = json_string_value(json_object_get(j, "name"));
+            if (j && (!op->name || (nm && !strcmp(nm, op->name))))
+                json_array_append(op->json, j);
+            json_decref(j);
+        }
+        return 0;
+    case OP_REQUEUE:
+        r = RCMD(rq, op, "EVAL", lua_requeue, "0", i2s(rq, op->id));
+        if (r_fail(op, r))
+            return (int)op->result;
+        op->result = r->integer;
+        return 0;
+    case OP_COUNT:
+        r = RCMD(rq, op, "EVAL", lua_count, "0", op->name ? op->name : "");
+        if (r_fail(op, r))
+            return (int)op->result;
+        op->result = r->integer;
+        return 0;
+    }
+    return CF_EINVAL;
+}
+
+static int64_t redis_count_sync(cf_queue *q)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout(q->rhost, q->rport, tv);
+    int64_t n = -1;
+    if (c && !c->err) {
+        redisReply *r = q->rdb ? redisCommand(c, "SELECT %d", q->rdb) : NULL;
+        if (r)
+            freeReplyObject(r);
+        r = redisCommand(c, "EVAL %s 0 %s", lua_count, "");
+        if (r && r->type == REDIS_REPLY_INTEGER)
+            n = r->integer;
+        if (r)
+            freeReplyObject(r);
+    }
+    if (c)
+        redisFree(c);
+    return n;
 }

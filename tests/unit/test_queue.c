@@ -10,6 +10,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -137,11 +143,14 @@ static void sleep_view(cf_req *rq)
     cf_text(rq, 200, "ok");
 }
 
-int main(void)
+static void suite(const char *url)
 {
-    char path[128], url[160];
-    snprintf(path, sizeof path, "/tmp/cf-test-queue-%d.db", (int)getpid());
-    snprintf(url, sizeof url, "sqlite:///%s", path);
+    fprintf(stderr, "== %s\n", url);
+    memset(seen, 0, sizeof seen);
+    bulk_running = bulk_max_running = echo_value = echo_runs = flaky_runs = doomed_runs = 0;
+    periodic_runs = 0;
+    doomed_ok = false;
+    delayed_ran_at = 0;
     cf_app *app = cf_app_new();
     CHECK_INT(cf_queue_open(app, "mysql://nope"), CF_EDBURL);
     CHECK_INT(cf_queue_open(app, url), 0);
@@ -245,11 +254,68 @@ int main(void)
 
     cf_test_client_free(tc);
     cf_app_free(app);
+}
+
+/* A private redis-server on a free port; its pid, or -1 if there is none. */
+static pid_t start_redis(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &al) != 0)
+        return -1;
+    *port = ntohs(a.sin_port);
+    close(fd);
+    char portbuf[16];
+    snprintf(portbuf, sizeof portbuf, "%d", *port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        execlp("redis-server", "redis-server", "--port", portbuf, "--bind", "127.0.0.1", "--save",
+               "", "--appendonly", "no", "--daemonize", "no", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 200; i++) { /* up to 2 s */
+        usleep(10000);
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return -1;
+        int c = socket(AF_INET, SOCK_STREAM, 0);
+        a.sin_port = htons((uint16_t)*port);
+        int ok = connect(c, (struct sockaddr *)&a, sizeof a) == 0;
+        close(c);
+        if (ok)
+            return pid;
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+}
+
+int main(void)
+{
+    char path[128], url[160];
+    snprintf(path, sizeof path, "/tmp/cf-test-queue-%d.db", (int)getpid());
+    snprintf(url, sizeof url, "sqlite:///%s", path);
+    suite(url);
     unlink(path);
     char side[160];
     snprintf(side, sizeof side, "%s-wal", path);
     unlink(side);
     snprintf(side, sizeof side, "%s-shm", path);
     unlink(side);
+
+    int port;
+    pid_t redis = start_redis(&port);
+    if (redis < 0) {
+        fprintf(stderr, "SKIP the Redis backend: no redis-server on PATH (scripts/install-deps)\n");
+    } else {
+        snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", port);
+        suite(url);
+        kill(redis, SIGTERM);
+        waitpid(redis, NULL, 0);
+    }
     return CHECK_DONE();
 }
