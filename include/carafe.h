@@ -632,6 +632,11 @@ int cf_queue_handler(cf_app *app, const char *name, cf_job_fn fn, const cf_queue
  * queue: a (name, period start) row with a unique key decides who does.
  * Its payload is {"period_start": <unix seconds>}. Needs a handler. */
 int cf_queue_periodic(cf_app *app, const char *name, int64_t period_s);
+/* The same on a cron schedule, "min hour day month weekday" in UTC (e.g.
+ * "*\/15 * * * *", "0 3 * * 1-5"; numbers, ranges, steps and lists): one
+ * run per matching minute across every worker and process. Payload
+ * {"period_start": <unix seconds of that minute>}. */
+int cf_queue_cron(cf_app *app, const char *name, const char *schedule);
 /* Enqueue from any task (handler, background task, job): payload_json is
  * JSON text (NULL: "{}"), run no earlier than delay_ms from now. Suspends
  * (a pool-thread hop). Returns the job id (> 0) or a negative CF_E* code

@@ -24,6 +24,7 @@
  * background tasks, the worker's graceful stop and the test client wait for
  * them.
  */
+#include "io/cron.h"
 #include "io/queue.h"
 
 #include <inttypes.h>
@@ -51,6 +52,8 @@ typedef struct q_handler {
     cf_job_fn fn;
     cf_queue_opts o;
     int64_t period_s; /* > 0: periodic */
+    bool has_cron;    /* periodic on a cron schedule */
+    cf_cron cron;
 } q_handler;
 
 enum { Q_SQLITE, Q_REDIS };
@@ -342,6 +345,23 @@ int cf_queue_periodic(cf_app *app, const char *name, int64_t period_s)
         return CF_EINVAL;
     }
     h->period_s = period_s;
+    return 0;
+}
+
+int cf_queue_cron(cf_app *app, const char *name, const char *schedule)
+{
+    if (!app || !name || !schedule)
+        return CF_EINVAL;
+    q_handler *h = find_handler(app->queue, name, NULL);
+    const char *err = NULL;
+    cf_cron cron;
+    if (!h || cf_cron_parse(schedule, &cron, &err) != 0) {
+        fprintf(stderr, "carafe: periodic job %s: %s\n", name,
+                h ? err : "has no handler (cf_queue_handler first)");
+        return CF_EINVAL;
+    }
+    h->cron = cron;
+    h->has_cron = true;
     return 0;
 }
 
@@ -710,6 +730,12 @@ static int claim_main(cf_req *rq, void *arg)
             int64_t ps = now_s / h->period_s * h->period_s;
             if (ps != L->last_period[i])
                 c.period_start = ps;
+        } else if (h->has_cron) {
+            /* A cron "period" is a matching minute; minutes nobody saw
+             * (every worker down) are skipped, as cron does. */
+            int64_t minute = now_s / 60 * 60;
+            if (minute != L->last_period[i] && cf_cron_matches(&h->cron, minute))
+                c.period_start = minute;
         }
         if (c.want > 0 || c.period_start > 0)
             op->claims[op->nclaims++] = c;
@@ -1267,7 +1293,7 @@ static int redis_claim(cf_req *rq, q_op *op, q_loop *L)
             q_handler *h = &L->q->h[c->hidx];
             const char *key = cf_sprintf(rq, "cf:q:p:%s:%" PRId64, c->name, c->period_start);
             const char *payload = cf_sprintf(rq, "{\"period_start\": %" PRId64 "}", c->period_start);
-            if (r_fail(op, RCMD(rq, op, "EVAL", lua_periodic, "1", key, i2s(rq, h->period_s * 10 + 60),
+            if (r_fail(op, RCMD(rq, op, "EVAL", lua_periodic, "1", key, i2s(rq, (h->period_s > 0 ? h->period_s * 10 : 3600) + 60),
                                 c->name, payload)))
                 return (int)op->result;
             c->period_done = true;

@@ -37,7 +37,7 @@ static int flaky_runs;
 static int doomed_runs;
 static bool doomed_ok;
 static int64_t delayed_ran_at;
-static int periodic_runs;
+static int periodic_runs, cron_runs;
 
 static int count_job(cf_req *rq, const cf_job *job)
 {
@@ -100,6 +100,15 @@ static int periodic_job(cf_req *rq, const cf_job *job)
     return 0;
 }
 
+static int cron_job(cf_req *rq, const cf_job *job)
+{
+    (void)rq;
+    /* The payload names the matching minute. */
+    CHECK(json_integer_value(json_object_get(job->data, "period_start")) % 60 == 0);
+    cron_runs++;
+    return 0;
+}
+
 /* POST /enqueue/<name>?delay=ms&n=count  body: payload; n > 1 sends {"i": k} */
 static void enqueue_view(cf_req *rq)
 {
@@ -149,6 +158,7 @@ static void suite(const char *url)
     memset(seen, 0, sizeof seen);
     bulk_running = bulk_max_running = echo_value = echo_runs = flaky_runs = doomed_runs = 0;
     periodic_runs = 0;
+    cron_runs = 0;
     doomed_ok = false;
     delayed_ran_at = 0;
     cf_app *app = cf_app_new();
@@ -166,6 +176,9 @@ static void suite(const char *url)
     CHECK_INT(cf_queue_handler(app, "tick", periodic_job, NULL), 0);
     CHECK_INT(cf_queue_periodic(app, "tick", 1), 0);
     CHECK_INT(cf_queue_periodic(app, "nohandler", 1), CF_EINVAL);
+    CHECK_INT(cf_queue_handler(app, "minutely", cron_job, NULL), 0);
+    CHECK_INT(cf_queue_cron(app, "minutely", "* * * * *"), 0);
+    CHECK_INT(cf_queue_cron(app, "minutely", "61 * * * *"), CF_EINVAL);
     cf_route(app, "POST", "/enqueue/<name>", enqueue_view);
     cf_route(app, "GET", "/dead", dead_view);
     cf_route(app, "POST", "/requeue/<int:id>", requeue_view);
@@ -251,6 +264,10 @@ static void suite(const char *url)
     r = cf_test_get(tc, "/sleep?ms=2100"); /* the loop runs meanwhile */
     CHECK_INT(cf_test_run_queue(tc, 2000), 0);
     CHECK(periodic_runs >= before + 1 && periodic_runs <= before + 3);
+    /* "* * * * *": once per minute; the test spans one or two minutes. */
+    if (!(cron_runs >= 1 && cron_runs <= 2))
+        fprintf(stderr, "cron_runs = %d\n", cron_runs);
+    CHECK(cron_runs >= 1 && cron_runs <= 2);
 
     cf_test_client_free(tc);
     cf_app_free(app);
