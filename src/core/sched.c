@@ -76,6 +76,8 @@ void cf_timer_init(cf_timer *t, void (*cb)(cf_timer *))
     t->cb = cb;
 }
 
+#define STALE_MS 2
+
 void cf_timer_start(cf_timer *t, uint64_t ms)
 {
     cf_sched *s = the_sched;
@@ -89,18 +91,23 @@ void cf_timer_start(cf_timer *t, uint64_t ms)
         s->heap = h;
         s->heap_cap = cap;
     }
-    /* The loop's cached time is that of the start of its iteration; a
-     * handler that ran long since (or a test client that left the loop
-     * idle) would otherwise get a timer that fires early. */
+    /* Timers count from the loop's cached time (the start of its
+     * iteration), as libuv's do: timers started in one busy iteration then
+     * share a due time and fire in one wake-up. Only when the cache is
+     * stale by more than STALE_MS (a handler that ran long, a test client
+     * that left the loop idle) does it count from the real time, so a
+     * timer never fires early by more than that. */
+    uint64_t cached = uv_now(s->loop);
     uv_update_time(s->loop);
-    uint64_t now = uv_now(s->loop);
+    uint64_t fresh = uv_now(s->loop);
+    uint64_t now = fresh - cached > STALE_MS ? fresh : cached;
     /* "Forever" (UINT64_MAX) must not wrap around into the past. */
     t->due = ms > UINT64_MAX - now ? UINT64_MAX : now + ms;
     t->idx = s->heap_len;
     s->heap[s->heap_len++] = t;
     heap_up(s->heap, t->idx);
     if (t->idx == 0)
-        uv_timer_start(&s->uv_timer, on_uv_timer, t->due - now, 0);
+        uv_timer_start(&s->uv_timer, on_uv_timer, t->due > fresh ? t->due - fresh : 0, 0);
 }
 
 void cf_timer_stop(cf_timer *t)
