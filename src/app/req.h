@@ -13,6 +13,7 @@
 #ifndef CF_APP_REQ_H
 #define CF_APP_REQ_H
 
+#include <stdarg.h>
 #include <stdint.h>
 
 #include "app/app.h"
@@ -127,6 +128,9 @@ bool cf__req_cancelled(cf_req *rq);
 int cf__await_shielded(cf_req *rq, void *awaitable);
 
 /* Shared helpers */
+/* cf_sprintf with a va_list (request memory); *len (if given) gets the
+ * formatted length. */
+char *cf_vsprintf(cf_req *rq, size_t *len, const char *fmt, va_list ap);
 void cf_kv_add(cf_req *rq, cf_kv_list *l, char *name, char *value);
 const char *cf_kv_get(const cf_kv_list *l, const char *name, bool nocase);
 /* Decode %XX and (if plus) '+' in place; returns new length or -1. */

@@ -124,16 +124,26 @@ static char *arena_strndup(cf_req *rq, const char *s, size_t n)
 
 char *cf_strdup(cf_req *rq, const char *s) { return s ? arena_strndup(rq, s, strlen(s)) : NULL; }
 
+char *cf_vsprintf(cf_req *rq, size_t *len, const char *fmt, va_list ap)
+{
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    size_t size = n > 0 ? (size_t)n + 1 : 1;
+    char *p = arena_alloc_or_die(rq, size);
+    vsnprintf(p, size, fmt, again);
+    va_end(again);
+    if (len)
+        *len = size - 1;
+    return p;
+}
+
 char *cf_sprintf(cf_req *rq, const char *fmt, ...)
 {
-    va_list ap, ap2;
+    va_list ap;
     va_start(ap, fmt);
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    char *p = cf_vsprintf(rq, NULL, fmt, ap);
     va_end(ap);
-    char *p = arena_alloc_or_die(rq, n > 0 ? (size_t)n + 1 : 1);
-    vsnprintf(p, n > 0 ? (size_t)n + 1 : 1, fmt, ap2);
-    va_end(ap2);
     return p;
 }
 

@@ -88,6 +88,17 @@ const char *cf_reason_phrase(int status)
 
 static int valid_status(int status) { return status >= 100 && status <= 999; }
 
+/* The whole response at once; body is already request memory. */
+static void set_response(cf_req *rq, int status, const char *content_type, char *body, size_t len)
+{
+    rq->status = status;
+    rq->content_type = content_type;
+    rq->resp_body = body;
+    rq->resp_len = len;
+    rq->responded = true;
+    rq->abort_status = 0;
+}
+
 void cf_send(cf_req *rq, int status, const char *content_type, const void *body, size_t len)
 {
     if (!valid_status(status)) {
@@ -98,12 +109,7 @@ void cf_send(cf_req *rq, int status, const char *content_type, const void *body,
     if (len)
         memcpy(copy, body, len);
     copy[len] = 0;
-    rq->status = status;
-    rq->content_type = content_type ? cf_strdup(rq, content_type) : NULL;
-    rq->resp_body = copy;
-    rq->resp_len = len;
-    rq->responded = true;
-    rq->abort_status = 0;
+    set_response(rq, status, content_type ? cf_strdup(rq, content_type) : NULL, copy, len);
 }
 
 void cf_text(cf_req *rq, int status, const char *text)
@@ -113,22 +119,13 @@ void cf_text(cf_req *rq, int status, const char *text)
 
 void cf_textf(cf_req *rq, int status, const char *fmt, ...)
 {
-    va_list ap, ap2;
+    va_list ap;
     va_start(ap, fmt);
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    size_t len;
+    char *buf = cf_vsprintf(rq, &len, fmt, ap);
     va_end(ap);
-    size_t len = n > 0 ? (size_t)n : 0;
-    char *buf = cf_alloc(rq, len + 1);
-    vsnprintf(buf, len + 1, fmt, ap2);
-    va_end(ap2);
-    /* Build in place rather than copy again through cf_send. */
-    rq->status = valid_status(status) ? status : 500;
-    rq->content_type = "text/plain; charset=utf-8";
-    rq->resp_body = buf;
-    rq->resp_len = len;
-    rq->responded = true;
-    rq->abort_status = 0;
+    /* Built in place rather than copied again through cf_send. */
+    set_response(rq, valid_status(status) ? status : 500, "text/plain; charset=utf-8", buf, len);
 }
 
 void cf_html(cf_req *rq, int status, const char *html)
@@ -161,12 +158,7 @@ void cf_json_value(cf_req *rq, int status, json_t *value)
         return;
     }
     body[len] = 0;
-    rq->resp_body = body;
-    rq->resp_len = len;
-    rq->status = valid_status(status) ? status : 500;
-    rq->content_type = "application/json";
-    rq->responded = true;
-    rq->abort_status = 0;
+    set_response(rq, valid_status(status) ? status : 500, "application/json", body, len);
 }
 
 void cf_json(cf_req *rq, int status, const char *fmt, ...)
@@ -213,15 +205,10 @@ void cf_abort(cf_req *rq, int status)
 
 void cf_fail(cf_req *rq, const char *fmt, ...)
 {
-    va_list ap, ap2;
+    va_list ap;
     va_start(ap, fmt);
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    rq->errmsg = cf_vsprintf(rq, NULL, fmt, ap);
     va_end(ap);
-    char *msg = cf_alloc(rq, n > 0 ? (size_t)n + 1 : 1);
-    vsnprintf(msg, n > 0 ? (size_t)n + 1 : 1, fmt, ap2);
-    va_end(ap2);
-    rq->errmsg = msg;
     rq->error = CF_EFAIL;
     cf_abort(rq, 500);
 }

@@ -60,7 +60,6 @@ struct cf_conn {
     bool keep_alive;   /* after the current response */
     bool processing;   /* inside process(): do not re-enter */
     bool read_paused;
-    bool first_request;
     char peer[64];
 };
 
@@ -497,7 +496,6 @@ static void request_finished(cf_req *rq)
     if (!c->closing) {
         if (c->keep_alive && !c->w->stopping) {
             c->state = S_HEAD;
-            c->first_request = false;
             set_timer(c, c->len > c->pos ? T_HEADER : T_IDLE);
             if (c->read_paused)
                 start_reading(c);
@@ -799,7 +797,6 @@ void cf_conn_accept(cf_worker *w)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
     }
     c->state = S_HEAD;
-    c->first_request = true;
     set_timer(c, T_HEADER);
     start_reading(c);
 }
