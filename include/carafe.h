@@ -26,6 +26,10 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility: what this header declares is
+ * all that libcarafe.so exports. */
+#pragma GCC visibility push(default)
+
 #define CF_VERSION "0.1.0"
 
 /* ------------------------------------------------------------------ */
@@ -687,6 +691,8 @@ const char *cf_test_header(const cf_test_response *r, const char *name);
 const char *cf_test_body(const cf_test_response *r, size_t *len);
 /* Parsed body; borrowed, NULL if not JSON. */
 json_t *cf_test_json(cf_test_response *r);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }
