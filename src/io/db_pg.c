@@ -1,7 +1,8 @@
 /*
  * db_pg.c — the PostgreSQL backend: libpq in non-blocking pipeline mode,
  * driven by the worker's loop. Each connection's socket is watched with a
- * uv_poll handle; no thread is involved and nothing here ever blocks.
+ * uv_poll handle and nothing here ever blocks: host names are looked up on
+ * libuv's thread pool before libpq starts (pg_hosts.c).
  *
  * Pool. Each worker (each loop) has a pool per database, of at most
  * CF_DB_POOL_SIZE connections, opened on demand (PQconnectStart +
@@ -37,6 +38,7 @@
  * function still needs them.
  */
 #include "io/db.h"
+#include "io/pg_hosts.h"
 
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -55,6 +57,7 @@ enum { PC_CONNECTING, PC_READY, PC_DEAD };
 
 typedef struct pg_db {
     char *conninfo;
+    pg_hosts *hosts; /* names to resolve before connecting; NULL: none */
 } pg_db;
 
 typedef struct pg_op {
@@ -76,7 +79,8 @@ struct pg_conn {
     cf_dbq *head, *tail; /* sent, results pending; ctx NULL: an internal ROLLBACK */
     bool in_sync;      /* the head's result is read; its sync marker is next */
     PGresult *res;
-    cf_timer ctimer;   /* connect timeout */
+    pg_resolve *resolving; /* looking the host names up, before c->pg exists */
+    cf_timer ctimer;   /* connect timeout (name lookup included) */
     pg_conn *next_idle, *next_all, *prev_all;
 };
 
@@ -110,6 +114,10 @@ static void conn_close(pg_conn *c)
     c->closed = true;
     c->state = PC_DEAD;
     cf_timer_stop(&c->ctimer);
+    if (c->resolving) {
+        pg_resolve_abandon(c->resolving);
+        c->resolving = NULL;
+    }
     if (c->poll) {
         uv_close((uv_handle_t *)c->poll, on_poll_closed); /* stops polling now */
         c->poll = NULL;
@@ -841,6 +849,34 @@ static void conn_unlink(pg_conn *c)
     c->next_all = c->prev_all = NULL;
 }
 
+/* libpq has the connection (or failed to start it): watch it. */
+static void conn_begin(pg_conn *c, PGconn *pg)
+{
+    c->pg = pg;
+    if (pg)
+        PQsetNoticeProcessor(pg, quiet_notice, NULL);
+    if (!pg)
+        conn_broken(c, "out of memory");
+    else if (PQstatus(pg) == CONNECTION_BAD)
+        conn_broken(c, PQerrorMessage(pg));
+    else if (!poll_set(c, UV_WRITABLE))
+        conn_broken(c, "cannot watch the connection's socket");
+}
+
+static void on_hosts_resolved(void *ud, const char *const *keys, const char *const *values,
+                              const char *error)
+{
+    pg_conn *c = ud;
+    c->resolving = NULL;
+    conn_hold(c);
+    if (error)
+        conn_broken(c, error);
+    else
+        conn_begin(c, PQconnectStartParams(keys, values, 1));
+    conn_release(c);
+    cf_sched_run();
+}
+
 /* Start one more connection for the waiting requests. */
 static void conn_start(pg_pool *p)
 {
@@ -865,19 +901,12 @@ static void conn_start(pg_pool *p)
     p->all = c;
     p->count++;
     p->connecting++;
-    c->pg = PQconnectStart(pd->conninfo);
-    if (c->pg)
-        PQsetNoticeProcessor(c->pg, quiet_notice, NULL);
     conn_hold(c);
-    if (!c->pg) {
-        conn_broken(c, "out of memory");
-    } else if (PQstatus(c->pg) == CONNECTION_BAD) {
-        conn_broken(c, PQerrorMessage(c->pg));
-    } else {
-        cf_timer_start(&c->ctimer, (uint64_t)p->db->connect_timeout_ms);
-        if (!poll_set(c, UV_WRITABLE))
-            conn_broken(c, "cannot watch the connection's socket");
-    }
+    cf_timer_start(&c->ctimer, (uint64_t)p->db->connect_timeout_ms);
+    if (!pd->hosts)
+        conn_begin(c, PQconnectStart(pd->conninfo));
+    else if (!(c->resolving = pg_resolve_start(loop_of(), pd->hosts, on_hosts_resolved, c)))
+        conn_broken(c, "cannot start looking the host name up");
     conn_release(c);
 }
 
@@ -1056,6 +1085,7 @@ static int pg_open(cf_db *db, const char *url)
         free(pd);
         return CF_ENOMEM;
     }
+    pd->hosts = pg_hosts_parse(url);
     db->be = pd;
     return 0;
 }
@@ -1063,8 +1093,10 @@ static int pg_open(cf_db *db, const char *url)
 static void pg_free(cf_db *db)
 {
     pg_db *pd = db->be;
-    if (pd)
+    if (pd) {
         free(pd->conninfo);
+        pg_hosts_free(pd->hosts);
+    }
     free(pd);
     db->be = NULL;
 }

@@ -29,6 +29,9 @@ to both backends, against a SQLite file):
   - server restart mid-run (pg_ctl restart): the next request succeeds on a
     fresh connection; with the server stopped, requests fail fast with 503
     (CF_EDBCONN) and succeed again once it is back;
+  - host names in the URL are looked up off the loop (a 1.5 s lookup does
+    not delay other requests), with fallback across a name's addresses and
+    a clear error for a name that does not exist;
   - no sanitizer findings in the app's output (ASan builds).
 """
 import glob
@@ -378,6 +381,82 @@ def t_server_restart():
     eq(st, 200, f"after the server came back: {b}")
 
 
+def t_host_names():
+    """Host names in DATABASE_URL are looked up on the thread pool, never on
+    the loop: with a resolver that takes 1.5 s (the slow_dns.so shim), the
+    worker answers other requests meanwhile. A name with two addresses, the
+    first refusing, still connects (libpq's fallback kept); a name that does
+    not exist fails fast with a message naming it; "localhost" works."""
+    global srv
+    H.stop_and_check(srv)
+    shim = os.path.join(H.BUILD_DIR, "tests", "apps", "slow_dns.so")
+    env = {"LD_PRELOAD": shim, "ASAN_OPTIONS": "detect_leaks=1:verify_asan_link_order=0",
+           "CF_DB_POOL_SIZE": "1"}
+
+    def start(host):
+        env["DATABASE_URL"] = f"postgresql://postgres@{host}:{pgs.port}/postgres"
+        return H.Server(H.app_path("dbapp"), args=["--workers", "1"], env=env,
+                        name="dbapp-" + host).start()
+
+    srv = start("slow.cf-test")
+    out = {}
+    th = threading.Thread(target=timed_get, args=("/count?name=dns", out, "db"))
+    th.start()
+    time.sleep(0.1)  # its connection is being looked up now
+    lat = []
+    while th.is_alive() and len(lat) < 5000:
+        t0 = time.monotonic()
+        st, _ = get(srv, "/health")
+        lat.append((time.monotonic() - t0, st))
+    th.join()
+    eq(out["db"][0], 200, "query through a slowly resolved host name")
+    worst = max(x for x, _ in lat)
+    print(f"     first query {out['db'][1] * 1000:.0f} ms (1.5 s lookup); meanwhile "
+          f"{len(lat)} requests, worst {worst * 1000:.1f} ms")
+    check(out["db"][1] > 1.3, f"the lookup took only {out['db'][1]:.2f}s: shim not in use?")
+    check(len(lat) >= 10, f"only {len(lat)} requests answered during the lookup")
+    check(all(s == 200 for _, s in lat), f"statuses: {set(s for _, s in lat)}")
+    check(worst < 0.4, f"a request took {worst * 1000:.0f} ms during the lookup")
+    H.stop_and_check(srv)
+
+    # The connect timeout covers the lookup: the request fails when it
+    # expires, the lookup left behind ends on its own (no leak under ASan).
+    env["DBAPP_NO_SCHEMA"] = "1"
+    env["CF_DB_CONNECT_TIMEOUT"] = "300"
+    srv = start("slow.cf-test")
+    t0 = time.monotonic()
+    st, b = get(srv, "/count?name=dns")
+    took = time.monotonic() - t0
+    eq((st, b["code"]), (503, -1206), f"connect timeout during the lookup: {b}")
+    check("timed out" in b["error"], f"the message says it timed out: {b['error']}")
+    check(0.25 < took < 1.2, f"failed after {took:.2f}s, not at the 300 ms timeout")
+    time.sleep(1.5)  # the abandoned lookup ends while the worker runs
+    eq(get(srv, "/health")[0], 200, "the worker after the abandoned lookup")
+    H.stop_and_check(srv)
+    del env["CF_DB_CONNECT_TIMEOUT"]
+    del env["DBAPP_NO_SCHEMA"]
+
+    srv = start("dual.cf-test")
+    st, b = get(srv, "/count?name=dns")
+    eq(st, 200, f"second address after the first refused: {b}")
+    H.stop_and_check(srv)
+
+    env["DBAPP_NO_SCHEMA"] = "1"  # its start-up script could not connect either
+    srv = start("fail.cf-test")
+    t0 = time.monotonic()
+    st, b = get(srv, "/count?name=dns")
+    eq(st, 503, f"unknown host: {b}")
+    eq(b["code"], -1206, "CF_EDBCONN")
+    check("fail.cf-test" in b["error"], f"the message names the host: {b['error']}")
+    check(time.monotonic() - t0 < 2, "failed fast")
+    H.stop_and_check(srv)
+
+    del env["DBAPP_NO_SCHEMA"]
+    srv = start("localhost")
+    st, b = get(srv, "/count?name=dns")
+    eq(st, 200, f"localhost: {b}")
+
+
 def main():
     global srv, backend
     H.watchdog(240)
@@ -402,7 +481,7 @@ def main():
             pgs.start()
             backend = "postgresql"
             srv = start_app(pgs.url(), pool=4)
-            tests = common + [t_pool_exhaustion_waits, t_server_restart]
+            tests = common + [t_pool_exhaustion_waits, t_server_restart, t_host_names]
             failures += ["pg/" + n for n in H.run_tests([(f.__name__[2:], f) for f in tests])]
             H.stop_and_check(srv)
             srv = None

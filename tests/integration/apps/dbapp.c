@@ -1,6 +1,8 @@
 /*
  * dbapp — the app tests/integration/test_db_pg.py starts, on SQLite or
- * PostgreSQL (DATABASE_URL; CF_DB_POOL_SIZE from the environment too).
+ * PostgreSQL (DATABASE_URL; CF_DB_POOL_SIZE and CF_DB_CONNECT_TIMEOUT from the
+ * environment too; with
+ * DBAPP_NO_SCHEMA set it starts without creating its tables).
  *
  *   GET    /health                 200 "ok" (no database)
  *   POST   /items                  {"name", "email"?} -> 201 {"id"}; 409 on a duplicate email
@@ -284,6 +286,9 @@ int main(int argc, char **argv)
     const char *pool = getenv("CF_DB_POOL_SIZE");
     if (pool)
         cf_db_set(app, CF_DB_POOL_SIZE, atoi(pool));
+    const char *cto = getenv("CF_DB_CONNECT_TIMEOUT");
+    if (cto)
+        cf_db_set(app, CF_DB_CONNECT_TIMEOUT, atoi(cto));
     if (cf_db_open(app, NULL) != 0)
         return 2;
     pg = strcmp(cf_db_backend(app), "postgresql") == 0;
@@ -296,7 +301,7 @@ int main(int argc, char **argv)
              "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT UNIQUE,"
              "                   qty INTEGER CHECK (qty IS NULL OR qty >= 0), body TEXT);"
              "CREATE TABLE notes(id INTEGER PRIMARY KEY, item_id INTEGER REFERENCES items(id));";
-    if (cf_db_exec_script(app, schema) != 0)
+    if (!getenv("DBAPP_NO_SCHEMA") && cf_db_exec_script(app, schema) != 0)
         return 2;
     cf_route(app, "GET", "/health", health);
     cf_route(app, "POST", "/items", create_item);
