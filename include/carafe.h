@@ -616,8 +616,9 @@ typedef struct cf_queue_opts {
     int concurrency;        /* jobs of this name at once per worker (default 16) */
     int max_attempts;       /* deliveries before the dead letters (default 5) */
     int64_t backoff_ms;     /* retry n waits backoff_ms * 2^(n-1) (default 1000, max 1 h) */
-    int64_t visibility_ms;  /* lease of a claimed job (default 30000): a job
-                             * running longer may be delivered twice */
+    int64_t visibility_ms;  /* lease of a claimed job (default 30000), renewed
+                             * while it runs: how long a dead worker's jobs
+                             * wait before another worker takes them */
 } cf_queue_opts;
 
 /* Choose the backend before cf_run (NULL: QUEUE_URL; unset: the file

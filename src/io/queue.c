@@ -11,8 +11,10 @@
  *                attempt; SQLite's write lock makes the claim atomic across
  *                processes. The row is deleted only after the handler
  *                returned 0 (at least once); a failure puts it back with
- *                run_at = now + backoff * 2^(attempt-1); a worker that died
- *                leaves the lease to run out, and the job is claimed again.
+ *                run_at = now + backoff * 2^(attempt-1). While the handler
+ *                runs, a child task renews the lease every third of the
+ *                visibility timeout; a worker that died stops renewing, the
+ *                lease runs out, and the job is claimed again.
  *   cf_dead      jobs that failed max_attempts times (listed, re-queued).
  *   cf_periodic  (name, period_start) UNIQUE: the consumer whose INSERT OR
  *                IGNORE adds the row enqueues that period's job.
@@ -367,7 +369,10 @@ int cf_queue_cron(cf_app *app, const char *name, const char *schedule)
 
 /* ---- statements (pool threads) ------------------------------------------ */
 
-enum { OP_ENQUEUE, OP_CLAIM, OP_ACK, OP_RETRY, OP_DEAD, OP_RELEASE, OP_LIST, OP_REQUEUE, OP_COUNT };
+enum {
+    OP_ENQUEUE, OP_CLAIM, OP_ACK, OP_RETRY, OP_DEAD, OP_RELEASE, OP_LIST, OP_REQUEUE, OP_COUNT,
+    OP_EXTEND,
+};
 
 typedef struct q_claim {
     size_t hidx;
@@ -556,6 +561,14 @@ static int op_body(q_op *op, sqlite3 *db)
             return rc;
         op->result = sqlite3_changes(db);
         return run_stmt(db, NULL, "DELETE FROM cf_dead WHERE $1 = 0 OR id = $1", "i", op->id);
+    case OP_EXTEND:
+        /* The attempt count fences the lease: a job claimed again by
+         * another worker meanwhile (its lease ran out) is not extended. */
+        rc = run_stmt(db, NULL,
+                      "UPDATE cf_jobs SET claimed_until = $1 WHERE id = $2 AND attempts = $3",
+                      "iii", now + op->at, op->id, (int64_t)op->attempts);
+        op->result = sqlite3_changes(db);
+        return rc;
     case OP_COUNT:
         rc = run_stmt(db, &st, "SELECT count(*) FROM cf_jobs WHERE $1 IS NULL OR name = $1", "t",
                       op->name);
@@ -576,7 +589,8 @@ static int op_run(void *arg)
     if (!db)
         return CF_EDBCONN;
     bool writes = op_writes(op->kind);
-    bool txn = writes && op->kind != OP_ENQUEUE && op->kind != OP_ACK && op->kind != OP_RETRY;
+    bool txn = writes && op->kind != OP_ENQUEUE && op->kind != OP_ACK && op->kind != OP_RETRY &&
+               op->kind != OP_EXTEND;
     if (writes)
         pthread_mutex_lock(&op->q->wmu);
     int rc = txn ? sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) : SQLITE_OK;
@@ -650,6 +664,43 @@ static void q_wake(q_loop *L)
         cf_timer_start(&L->poll, 0);
 }
 
+/* A running job's lease, renewed every third of the visibility timeout,
+ * so the timeout only has to cover a dead worker, not a long job. */
+typedef struct q_lease {
+    q_handler *h;
+    int64_t id;
+    int attempts;
+    const char *sid;
+} q_lease;
+
+static int lease_main(cf_req *rq, void *arg)
+{
+    q_lease *l = arg;
+    int64_t every = l->h->o.visibility_ms / 3 > 0 ? l->h->o.visibility_ms / 3 : 1;
+    while (cf_sleep(rq, (uint64_t)every) == 0) {
+        q_op *op = op_new(rq, OP_EXTEND);
+        op->id = l->id;
+        op->sid = l->sid;
+        op->name = l->h->name;
+        op->attempts = l->attempts;
+        op->at = l->h->o.visibility_ms;
+        int rc = op_await(rq, op);
+        if (rc == CF_ECANCELED)
+            break;
+        if (rc != 0) {
+            fprintf(stderr, "carafe: job %s #%" PRId64 ": cannot renew its lease: %s %s\n",
+                    l->h->name, l->id, cf_strerror(rc), op->err);
+        } else if (op->result == 0) {
+            fprintf(stderr,
+                    "carafe: job %s #%" PRId64 " lost its lease (its visibility timeout ran out"
+                    " and it was claimed again): it may run twice\n",
+                    l->h->name, l->id);
+            break;
+        }
+    }
+    return 0;
+}
+
 static int job_main(cf_req *rq, void *arg)
 {
     q_jobblk *b = *(q_jobblk **)arg;
@@ -671,8 +722,15 @@ static int job_main(cf_req *rq, void *arg)
     } else {
         cf_job job = {id, h->name, payload, json_loads(payload, JSON_DECODE_ANY, NULL), attempts,
                       h->o.max_attempts};
+        q_lease *lease = cf_alloc(rq, sizeof *lease);
+        *lease = (q_lease){h, id, attempts, sid};
+        cf_task *renew = cf_spawn(rq, lease_main, lease);
         rc = h->fn(rq, &job);
         json_decref(job.data);
+        if (renew) {
+            cf_cancel(renew);
+            cf_await(rq, renew, -1);
+        }
         const char *m = cf_errmsg(rq);
         err = rc ? (*m ? cf_sprintf(rq, "%s: %s", cf_strerror(rc), m) : cf_strerror(rc)) : NULL;
     }
@@ -1220,6 +1278,14 @@ static const char lua_requeue[] =
     "end\n"
     "return n\n";
 
+/* Reset the idle time of a pending entry, if this consumer still owns it
+ * (XAUTOCLAIM may have given it to another after the lease ran out). */
+static const char lua_extend[] =
+    "local p = redis.call('XPENDING', KEYS[1], 'cf', ARGV[2], ARGV[2], 1, ARGV[1])\n"
+    "if #p == 0 then return 0 end\n"
+    "redis.call('XCLAIM', KEYS[1], 'cf', ARGV[1], 0, ARGV[2], 'JUSTID')\n"
+    "return 1\n";
+
 static const char *stream_key(cf_req *rq, const char *name) { return cf_sprintf(rq, "cf:q:s:%s", name); }
 static const char *i2s(cf_req *rq, int64_t v) { return cf_sprintf(rq, "%" PRId64, v); }
 
@@ -1394,6 +1460,12 @@ static int redis_op(cf_req *rq, q_op *op)
     }
     case OP_RELEASE:
         return 0; /* left pending: XAUTOCLAIM takes them after the lease */
+    case OP_EXTEND:
+        r = RCMD(rq, op, "EVAL", lua_extend, "1", stream_key(rq, op->name), L->consumer, op->sid);
+        if (r_fail(op, r))
+            return (int)op->result;
+        op->result = r->integer;
+        return 0;
     case OP_LIST:
         r = RCMD(rq, op, "LRANGE", "cf:q:dead", "0", "-1");
         if (r_fail(op, r))

@@ -7,6 +7,8 @@ test_queue.py — the SQLite task queue across real processes
   sigkill_mid_job          the worker running a slow job is SIGKILLed: the job is
                            delivered again after the visibility timeout, to a
                            live worker, and completes once
+  long_job_keeps_lease     a job running four times its visibility timeout renews its
+                           lease: the other worker never takes it, it runs once
   sigterm_waits_for_job    SIGTERM while a job runs: the worker finishes it, exit 0
   periodic_two_instances   two app instances (2 workers each) share one queue
                            file: the 1 s periodic job runs once per period
@@ -97,6 +99,24 @@ def t_sigkill_mid_job():
         eq(len(dones), 1, "completed once")
         check(int(dones[0][2]) != victim, "completed by another worker")
         check(took >= 1.5, f"redelivered only after the visibility timeout ({took:.2f}s)")
+        r = H.http(srv.port, "GET", "/pending")
+        eq(json.loads(r.body)["pending"], 0, "pending")
+    finally:
+        H.stop_and_check(srv, expect_status=0)
+
+
+def t_long_job_keeps_lease():
+    env = fresh(VIS_MS=600, SLOW_MS=2500)
+    srv = H.Server(APP, ["--workers", "2"], env=env).start()
+    try:
+        srv.wait_workers(2)
+        jid = enqueue(srv, "slow", {})
+        H.wait_until(lambda: [l for l in lines(env) if l.startswith(f"done {jid} ")], 10,
+                     what="the long job completed")
+        time.sleep(0.8)  # past another visibility timeout: nothing claims it again
+        starts = [l for l in lines(env) if l.startswith(f"start {jid} ")]
+        eq(len(starts), 1, f"delivered once in spite of the 600 ms lease: {starts}")
+        eq(len([l for l in lines(env) if l.startswith(f"done {jid} ")]), 1, "completed once")
         r = H.http(srv.port, "GET", "/pending")
         eq(json.loads(r.body)["pending"], 0, "pending")
     finally:
