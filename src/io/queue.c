@@ -1371,8 +1371,20 @@ static int redis_claim(cf_req *rq, q_op *op, q_loop *L)
                         "0-0", "COUNT", i2s(rq, c->want));
         if (r_fail(op, r))
             return (int)op->result;
+        q_jobblk **stolen = tail;
         if (r->type == REDIS_REPLY_ARRAY && r->n >= 2)
             r_take_entries(op, c, r->el[1], &tail);
+        /* Taken over from a consumer that died with them: each delivery
+         * counts as an attempt, as on SQLite, so a job that kills its
+         * worker every time ends in the dead letters instead of looping. */
+        for (q_jobblk *b = *stolen; b; b = b->next) {
+            q_rep *p = RCMD(rq, op, "XPENDING", key, "cf", b->sid, b->sid, "1");
+            if (r_fail(op, p))
+                return (int)op->result;
+            if (p->type == REDIS_REPLY_ARRAY && p->n == 1 && p->el[0]->type == REDIS_REPLY_ARRAY &&
+                p->el[0]->n >= 4 && p->el[0]->el[3]->type == REDIS_REPLY_INTEGER)
+                b->attempts += (int)p->el[0]->el[3]->integer - 1;
+        }
         if (c->got < c->want) {
             r = RCMD(rq, op, "XREADGROUP", "GROUP", "cf", L->consumer, "COUNT",
                      i2s(rq, c->want - c->got), "STREAMS", key, ">");

@@ -9,6 +9,8 @@ test_queue.py — the SQLite task queue across real processes
                            live worker, and completes once
   long_job_keeps_lease     a job running four times its visibility timeout renews its
                            lease: the other worker never takes it, it runs once
+  poison_job_dead_letter   a job that SIGKILLs its worker every time is delivered
+                           max_attempts (2) times, then lands in the dead letters
   sigterm_waits_for_job    SIGTERM while a job runs: the worker finishes it, exit 0
   periodic_two_instances   two app instances (2 workers each) share one queue
                            file: the 1 s periodic job runs once per period
@@ -117,6 +119,31 @@ def t_long_job_keeps_lease():
         starts = [l for l in lines(env) if l.startswith(f"start {jid} ")]
         eq(len(starts), 1, f"delivered once in spite of the 600 ms lease: {starts}")
         eq(len([l for l in lines(env) if l.startswith(f"done {jid} ")]), 1, "completed once")
+        r = H.http(srv.port, "GET", "/pending")
+        eq(json.loads(r.body)["pending"], 0, "pending")
+    finally:
+        H.stop_and_check(srv, expect_status=0)
+
+
+def t_poison_job_dead_letter():
+    env = fresh(VIS_MS=500)
+    srv = H.Server(APP, ["--workers", "2"], env=env).start()
+    try:
+        srv.wait_workers(2)
+        jid = enqueue(srv, "poison", {})
+
+        def dead():
+            try:
+                r = H.http(srv.port, "GET", "/dead")
+            except (OSError, AssertionError):  # its worker was the one the job just killed
+                return None
+            return r.status == 200 and json.loads(r.body)
+
+        d = H.wait_until(dead, 20, what="the poison job in the dead letters")
+        tries = [l.split() for l in lines(env) if l.startswith(f"poison {jid} ")]
+        eq([int(t[3]) for t in tries], [1, 2], "delivered once per allowed attempt")
+        eq((len(d), d[0]["job_id"], d[0]["name"]), (1, jid, "poison"), "the dead letter")
+        check("died" in (d[0]["error"] or ""), f"the error says why: {d[0]['error']}")
         r = H.http(srv.port, "GET", "/pending")
         eq(json.loads(r.body)["pending"], 0, "pending")
     finally:

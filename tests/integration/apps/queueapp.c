@@ -8,12 +8,16 @@
  *                                  job "slow" (visibility timeout VIS_MS)
  *   "tick <period_start> <pid>"    periodic job "tick" every TICK_S seconds
  *                                  (0 or unset: no periodic job)
+ *   "poison <id> <pid> <attempt>"  job "poison" then SIGKILLs its own worker
+ *                                  (visibility timeout VIS_MS, 2 attempts)
  *
  *   POST /enqueue/<name>?delay=ms  body: JSON payload -> 201 {"id"}
  *   GET  /pending                  {"pending": jobs not finished}
+ *   GET  /dead                     the dead letters (cf_queue_dead)
  */
 #include <carafe.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +56,16 @@ static int slow_job(cf_req *rq, const cf_job *job)
     return 0;
 }
 
+static int poison_job(cf_req *rq, const cf_job *job)
+{
+    (void)rq;
+    char attempt[16];
+    snprintf(attempt, sizeof attempt, " %d", job->attempt);
+    log_line("poison %lld %d%s\n", (long long)job->id, attempt);
+    kill(getpid(), SIGKILL);
+    return 0;
+}
+
 static int tick_job(cf_req *rq, const cf_job *job)
 {
     (void)rq;
@@ -76,6 +90,14 @@ static void pending_view(cf_req *rq)
     cf_json(rq, 200, "{s:I}", "pending", (json_int_t)cf_queue_pending(rq, NULL));
 }
 
+static void dead_view(cf_req *rq)
+{
+    json_t *dead = cf_queue_dead(rq, NULL, 100);
+    if (!dead)
+        return cf_json(rq, 500, "{s:s}", "error", "cannot list the dead letters");
+    cf_json_value(rq, 200, dead);
+}
+
 int main(int argc, char **argv)
 {
     joblog = getenv("JOBLOG");
@@ -88,6 +110,9 @@ int main(int argc, char **argv)
         cf_queue_handler(app, "slow", slow_job,
                          &(cf_queue_opts){.visibility_ms = vis ? atol(vis) : 2000,
                                           .max_attempts = 3}) != 0 ||
+        cf_queue_handler(app, "poison", poison_job,
+                         &(cf_queue_opts){.visibility_ms = vis ? atol(vis) : 2000,
+                                          .max_attempts = 2}) != 0 ||
         cf_queue_handler(app, "tick", tick_job, NULL) != 0)
         return 1;
     const char *tick = getenv("TICK_S");
@@ -95,6 +120,7 @@ int main(int argc, char **argv)
         cf_queue_periodic(app, "tick", atol(tick));
     cf_route(app, "POST", "/enqueue/<name>", enqueue_view);
     cf_route(app, "GET", "/pending", pending_view);
+    cf_route(app, "GET", "/dead", dead_view);
     int rc = cf_run(app, argc, argv);
     cf_app_free(app);
     return rc;
