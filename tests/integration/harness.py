@@ -596,3 +596,68 @@ def finish(failures, extra_errors=()):
         sys.exit(1)
     print("\nall passed", flush=True)
     sys.exit(0)
+
+
+# --------------------------------------------------------------------------
+# nginx, for tests that need a real one (test_nginx.py, test_fetch.py)
+# --------------------------------------------------------------------------
+
+def find_nginx():
+    for cand in (shutil.which("nginx"), "/usr/sbin/nginx"):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+class Nginx:
+    """nginx in the foreground with `conf` (its text), files in rundir,
+    answering on 127.0.0.1:port once started."""
+
+    def __init__(self, exe, rundir, port, conf):
+        self.exe, self.rundir, self.port = exe, rundir, port
+        self.conf = os.path.join(rundir, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.log = open(os.path.join(rundir, "nginx.out"), "w+")
+        self.proc = None
+
+    def start(self):
+        argv = [self.exe, "-p", self.rundir + "/", "-e", os.path.join(self.rundir, "error.log"),
+                "-c", self.conf, "-g", "daemon off;"]
+        t = subprocess.run(argv + ["-t"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+        check(t.returncode == 0, f"nginx -t rejects the config:\n{t.stdout.decode(errors='replace')}")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"nginx did not start:\n{self.errors()}")
+                time.sleep(0.05)
+
+    def errors(self):
+        out = []
+        for name in ("nginx.out", "error.log"):
+            try:
+                with open(os.path.join(self.rundir, name)) as f:
+                    out.append(f"--- {name}\n{f.read()[-3000:]}")
+            except OSError:
+                pass
+        return "\n".join(out)
+
+    def stop(self, graceful=True):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            # SIGQUIT: nginx's graceful shutdown, which waits for clients'
+            # idle connections; SIGTERM: at once.
+            self.proc.send_signal(signal.SIGQUIT if graceful else signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode

@@ -12,7 +12,8 @@ max_body with and without Content-Length; bodies much larger than an arena
 block; redirects only when asked, and a redirect loop; JSON, form and raw
 bodies, PUT/PATCH/DELETE/HEAD, headers and query encoding as the upstream
 sees them; gzip decoding; raise_for_status; cf_fetch_all with a cap; TLS
-failure and success with a CA file; invalid arguments; a client disconnect,
+failure and success with a CA file; HTTP/2 to a real nginx (negotiated,
+three concurrent calls on one connection); invalid arguments; a client disconnect,
 an await timeout and a child ending without awaiting each cancel the
 pending call (the upstream sees its connection closed); a threaded handler;
 200 concurrent requests each making a call; connection reuse (the upstream
@@ -378,6 +379,51 @@ def t_tls():
     eq((r["rc"], r["error"]), (ETIMEDOUT, ECANCELED), f"TLS call cancelled ({r['errmsg']})")
     wait_for(lambda: tls.stats.snapshot()["hold_closed"] > before["hold_closed"], 2,
              "the TLS upstream seeing the close")
+
+
+H2_CONF = """
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl http2;
+        ssl_certificate {dir}/cert.pem;
+        ssl_certificate_key {dir}/key.pem;
+        location /h2 {{
+            default_type application/json;
+            return 200 '{{"proto": "$server_protocol", "conn": $connection}}';
+        }}
+    }}
+}}
+"""
+
+
+def t_http2_multiplexed():
+    """HTTPS to a server that speaks HTTP/2 (a real nginx): libcurl
+    negotiates h2 by ALPN, and three concurrent calls share one connection."""
+    exe = H.find_nginx()
+    if tls is None or exe is None:
+        print("     skip: needs openssl and nginx (scripts/install-deps)")
+        return
+    port = free_port()
+    nginx = H.Nginx(exe, tlsdir, port, H2_CONF.format(dir=tlsdir, port=port)).start()
+    try:
+        spec = {"url": f"https://127.0.0.1:{port}/h2", "ca_file": os.path.join(tlsdir, "cert.pem")}
+        r = post("/many", {"calls": [spec] * 3, "mode": "all"})
+        eq(r["rc"], 0, f"three calls over HTTP/2 ({r['errmsg']})")
+        answers = [x["json"] for x in r["results"]]
+        eq({a["proto"] for a in answers}, {"HTTP/2.0"}, "protocol nginx saw")
+        eq(len({a["conn"] for a in answers}), 1, f"one connection for the three: {answers}")
+    finally:
+        nginx.stop(graceful=False)  # the call's connection is still cached
 
 
 # --------------------------------------------------------------------------

@@ -15,12 +15,8 @@ nginx must be installed (scripts/install-deps installs the Debian package).
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -31,71 +27,19 @@ APP = H.app_path("testapp")
 CONF = os.path.join(H.HERE, "nginx.conf")
 
 
-def find_nginx():
-    for cand in (shutil.which("nginx"), "/usr/sbin/nginx"):
-        if cand and os.access(cand, os.X_OK):
-            return cand
-    return None
-
-
-class Nginx:
-    def __init__(self, exe, rundir, listen, sock):
-        self.exe, self.rundir, self.port = exe, rundir, listen
-        with open(CONF) as f:
-            text = f.read()
-        for k, v in (("@RUNDIR@", rundir), ("@LISTEN@", f"127.0.0.1:{listen}"), ("@SOCKET@", sock)):
-            check(k in text, f"{k} missing from {CONF}")
-            text = text.replace(k, v)
-        self.conf = os.path.join(rundir, "nginx.conf")
-        with open(self.conf, "w") as f:
-            f.write(text)
-        self.log = open(os.path.join(rundir, "nginx.out"), "w+")
-        self.proc = None
-
-    def start(self):
-        argv = [self.exe, "-p", self.rundir + "/", "-e", os.path.join(self.rundir, "error.log"),
-                "-c", self.conf, "-g", "daemon off;"]
-        t = subprocess.run(argv + ["-t"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
-        check(t.returncode == 0, f"nginx -t rejects the config:\n{t.stdout.decode(errors='replace')}")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"nginx did not start:\n{self.errors()}")
-                time.sleep(0.05)
-
-    def errors(self):
-        out = []
-        for name in ("nginx.out", "error.log"):
-            try:
-                with open(os.path.join(self.rundir, name)) as f:
-                    out.append(f"--- {name}\n{f.read()[-3000:]}")
-            except OSError:
-                pass
-        return "\n".join(out)
-
-    def stop(self):
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)  # nginx's graceful shutdown
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
+def nginx_conf(rundir, listen, sock):
+    with open(CONF) as f:
+        text = f.read()
+    for k, v in (("@RUNDIR@", rundir), ("@LISTEN@", f"127.0.0.1:{listen}"), ("@SOCKET@", sock)):
+        check(k in text, f"{k} missing from {CONF}")
+        text = text.replace(k, v)
+    return text
 
 
 def main():
     import requests  # python3-requests
 
-    nginx_exe = find_nginx()
+    nginx_exe = H.find_nginx()
     if not nginx_exe:
         print("FAIL nginx is not installed: run scripts/install-deps (it installs the Debian "
               "package nginx), or apt-get install nginx-light")
@@ -109,7 +53,8 @@ def main():
     sock = os.path.join(tmp, "carafe.sock")
     srv = H.Server(APP, args=["--unix", sock, "--workers", "2"], name="behind-nginx",
                    port_arg=False, ready=r"serving on unix:" + re.escape(sock))
-    nginx = Nginx(nginx_exe, tmp, H.free_port(), sock)
+    port = H.free_port()
+    nginx = H.Nginx(nginx_exe, tmp, port, nginx_conf(tmp, port, sock))
     failures = []
     try:
         srv.start()
