@@ -152,16 +152,39 @@ static int64_t timer_ms(cf_conn *c, enum timer_kind kind)
     }
 }
 
+/* A short text/plain answer of the server's own (a parse error, a limit, a
+ * timeout), logged like a request; the caller sends bufs and closes. */
+typedef struct canned {
+    char head[256], body[256];
+    uv_buf_t bufs[2];
+} canned;
+
+static void canned_build(cf_conn *c, canned *k, int status, const char *reason)
+{
+    int bl = snprintf(k->body, sizeof k->body, "%d %s: %s\n", status, cf_reason_phrase(status),
+                      reason);
+    if (bl >= (int)sizeof k->body)
+        bl = (int)sizeof k->body - 1;
+    int hl = snprintf(k->head, sizeof k->head,
+                      "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain; charset=utf-8\r\n"
+                      "Content-Length: %d\r\nConnection: close\r\n\r\n",
+                      status, cf_reason_phrase(status), cf_worker_date(c->w), bl);
+    k->bufs[0] = uv_buf_init(k->head, (unsigned)hl);
+    k->bufs[1] = uv_buf_init(k->body, (unsigned)bl);
+    if (c->w->access_log) {
+        char line[512];
+        int n = snprintf(line, sizeof line, "%s - - [%s] \"-\" %d %d 0.000ms - (%s)\n", c->peer,
+                         c->w->log_date, status, bl, reason);
+        cf_worker_log(c->w, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+    }
+}
+
+/* The client is too slow: one try to tell it, then the connection goes. */
 static void timeout_response(cf_conn *c, const char *what)
 {
-    char msg[256];
-    int bl = (int)strlen(what) + 22;
-    int n = snprintf(msg, sizeof msg,
-                     "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n"
-                     "Content-Length: %d\r\nConnection: close\r\n\r\n408 Request Timeout: %s\n",
-                     bl, what);
-    uv_buf_t b = uv_buf_init(msg, (unsigned)n);
-    uv_try_write(&c->s.stream, &b, 1);
+    canned k;
+    canned_build(c, &k, 408, what);
+    uv_try_write(&c->s.stream, k.bufs, 2);
 }
 
 static void on_timer(cf_timer *t)
@@ -308,21 +331,9 @@ static void linger_close(cf_conn *c)
 
 static void error_response(cf_conn *c, int status, const char *reason)
 {
-    char body[256], head[256];
-    int bl = snprintf(body, sizeof body, "%d %s: %s\n", status, cf_reason_phrase(status), reason);
-    int hl = snprintf(head, sizeof head,
-                      "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain; charset=utf-8\r\n"
-                      "Content-Length: %d\r\nConnection: close\r\n\r\n",
-                      status, cf_reason_phrase(status), cf_worker_date(c->w), bl);
-    uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hl), uv_buf_init(body, (unsigned)bl)};
-    write_bufs(c, bufs, 2);
-    if (c->w->access_log) {
-        char line[512];
-        cf_worker_date(c->w);
-        int n = snprintf(line, sizeof line, "%s - - [%s] \"-\" %d %d 0.000ms - (%s)\n", c->peer,
-                         c->w->log_date, status, bl, reason);
-        cf_worker_log(c->w, line, (size_t)n);
-    }
+    canned k;
+    canned_build(c, &k, status, reason);
+    write_bufs(c, k.bufs, 2);
     linger_close(c);
 }
 
