@@ -30,6 +30,7 @@ enum { G_PID, G_INFLIGHT, G_COROS, G_CONNS, G_LAG_US, G_COUNT };
 
 struct cf_metrics {
     cf_app *app;
+    cf_route **routes; /* by row */
     int nslots, nrows;
     size_t slot_len; /* in uint64_t */
     uint64_t *restarts;
@@ -46,6 +47,12 @@ cf_metrics *cf_metrics_new(cf_app *app, int nslots)
     int n = 0;
     for (cf_route *r = app->routes; r; r = r->next_all)
         r->metrics_index = n++;
+    if (!(m->routes = calloc((size_t)n + 1, sizeof *m->routes))) {
+        free(m);
+        return NULL;
+    }
+    for (cf_route *r = app->routes; r; r = r->next_all)
+        m->routes[r->metrics_index] = r;
     m->app = app;
     m->nslots = nslots;
     m->nrows = n + 1; /* the last row: requests that matched no route */
@@ -53,6 +60,7 @@ cf_metrics *cf_metrics_new(cf_app *app, int nslots)
     m->map_len = sizeof(uint64_t) * (1 + (size_t)nslots * m->slot_len);
     void *map = mmap(NULL, m->map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (map == MAP_FAILED) {
+        free(m->routes);
         free(m);
         return NULL;
     }
@@ -66,6 +74,7 @@ void cf_metrics_free(cf_metrics *m)
     if (!m)
         return;
     munmap(m->restarts, m->map_len);
+    free(m->routes);
     free(m);
 }
 
@@ -167,19 +176,16 @@ static void route_label(out *o, cf_metrics *m, int row)
     if (row == m->nrows - 1) {
         put(o, "(unmatched)");
     } else {
-        for (cf_route *r = m->app->routes; r; r = r->next_all)
-            if (r->metrics_index == row) {
-                put_label(o, cf_rule_text(r->rule));
-                put(o, "\",method=\"");
-                put(o, "%s", r->methods == CF_M_ANY ? "*" : "");
-                bool first = true;
-                static const char *names[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
-                for (int i = 0; i < 7 && r->methods != CF_M_ANY; i++)
-                    if ((r->methods & (1u << i)) && i != 1) {
-                        put(o, "%s%s", first ? "" : ",", names[i]);
-                        first = false;
-                    }
-                break;
+        const cf_route *r = m->routes[row];
+        put_label(o, cf_rule_text(r->rule));
+        put(o, "\",method=\"");
+        put(o, "%s", r->methods == CF_M_ANY ? "*" : "");
+        bool first = true;
+        static const char *names[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+        for (int i = 0; i < 7 && r->methods != CF_M_ANY; i++)
+            if ((r->methods & (1u << i)) && i != 1) {
+                put(o, "%s%s", first ? "" : ",", names[i]);
+                first = false;
             }
     }
     put(o, "\"");
