@@ -26,8 +26,8 @@ build: deps
 run: build
 	PORT=$(PORT) $(BUILD)/examples/seeds
 
-# The whole suite: optimized build, then ASan+UBSan build, then the parser
-# fuzzer for $(FUZZ_SECONDS) seconds.
+# The whole suite: optimized build, then ASan+UBSan build, then the two
+# fuzzers (the HTTP parser; the app pipeline) for $(FUZZ_SECONDS) seconds each.
 test: test-release test-asan fuzz
 
 test-release: build
@@ -40,10 +40,12 @@ test-asan: deps
 
 fuzz: deps
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCF_FUZZ=ON
-	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_parser
-	mkdir -p $(FUZZ_BUILD)/corpus
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_parser fuzz_app
+	mkdir -p $(FUZZ_BUILD)/corpus $(FUZZ_BUILD)/corpus_app
 	$(FUZZ_BUILD)/tests/fuzz_parser -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  $(FUZZ_BUILD)/corpus tests/fuzz/corpus_parser
+	$(FUZZ_BUILD)/tests/fuzz_app -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  $(FUZZ_BUILD)/corpus_app tests/fuzz/corpus_app
 
 install: build
 	cmake --install $(BUILD)
