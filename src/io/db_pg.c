@@ -22,6 +22,12 @@
  * until the request ends (cf_defer) and the rows point into it; numbers
  * are parsed once.
  *
+ * Cancelling. A statement whose waiter is cancelled (client gone, await
+ * timeout) while the server runs it, outside a transaction, is stopped
+ * with a cancel request (PQcancel, on the thread pool); the connection
+ * takes no new statement until the request is through, so it cannot hit
+ * the next one. Elsewhere a cancelled statement runs to its end.
+ *
  * Failures. An idle connection is watched too: when the server goes away
  * (restart, crash, idle timeout) the connection is dropped at once, so the
  * next request opens a fresh one. A statement found on a dead connection
@@ -80,6 +86,7 @@ struct pg_conn {
     bool in_sync;      /* the head's result is read; its sync marker is next */
     PGresult *res;
     pg_resolve *resolving; /* looking the host names up, before c->pg exists */
+    struct pg_cancel_job *cancel; /* asking the server to stop the head statement */
     cf_timer ctimer;   /* connect timeout (name lookup included) */
     pg_conn *next_idle, *next_all, *prev_all;
 };
@@ -103,6 +110,13 @@ static void conn_broken(pg_conn *c, const char *why);
 static void pool_acquire(db_ctx *ctx);
 static void pool_grow(pg_pool *p);
 
+/* A cancel request in flight (PQcancel blocks: it runs on the thread pool). */
+typedef struct pg_cancel_job {
+    uv_work_t work;
+    PGcancel *pc;
+    pg_conn *c; /* NULL once the connection is gone */
+} pg_cancel_job;
+
 /* ---- per-loop state ------------------------------------------------------------ */
 
 static void on_poll_closed(uv_handle_t *h) { free(h); }
@@ -117,6 +131,10 @@ static void conn_close(pg_conn *c)
     if (c->resolving) {
         pg_resolve_abandon(c->resolving);
         c->resolving = NULL;
+    }
+    if (c->cancel) {
+        c->cancel->c = NULL; /* it ends on its own */
+        c->cancel = NULL;
     }
     if (c->poll) {
         uv_close((uv_handle_t *)c->poll, on_poll_closed); /* stops polling now */
@@ -562,6 +580,20 @@ static bool send_op(pg_conn *c, cf_dbq *q)
     return true;
 }
 
+/* Send the statements ctx has waiting down c, its connection. */
+static void send_pending(pg_conn *c, db_ctx *ctx)
+{
+    while (ctx->pend_head && ctx->conn == c && c->state == PC_READY) {
+        cf_dbq *q = ctx->pend_head;
+        ctx->pend_head = q->next;
+        if (!ctx->pend_head)
+            ctx->pend_tail = NULL;
+        ((pg_op *)q)->pending = false;
+        if (!send_op(c, q))
+            break;
+    }
+}
+
 /* c now serves ctx: send what it has waiting. */
 static void assign(pg_conn *c, db_ctx *ctx)
 {
@@ -571,15 +603,7 @@ static void assign(pg_conn *c, db_ctx *ctx)
     cf_scope *scope = cf__req_scope(ctx->rq);
     cf_scope_ref(scope);
     conn_hold(c);
-    while (ctx->pend_head) {
-        cf_dbq *q = ctx->pend_head;
-        ctx->pend_head = q->next;
-        if (!ctx->pend_head)
-            ctx->pend_tail = NULL;
-        ((pg_op *)q)->pending = false;
-        if (!send_op(c, q))
-            break;
-    }
+    send_pending(c, ctx);
     conn_release(c);
     cf_scope_unref(scope);
 }
@@ -589,7 +613,7 @@ static void pool_put(pg_conn *c)
 {
     pg_pool *p = c->pool;
     c->owner = NULL;
-    if (c->state != PC_READY || c->head)
+    if (c->state != PC_READY || c->head || c->cancel)
         return;
     if (p->whead) {
         db_ctx *ctx = p->whead;
@@ -622,8 +646,8 @@ static void idle_remove(pg_conn *c)
 static void give_back(pg_conn *c)
 {
     c->owner = NULL;
-    if (c->state != PC_READY)
-        return;
+    if (c->state != PC_READY || c->cancel)
+        return; /* a cancel in flight gives it back when it ends */
     if (PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
         pool_put(c);
         return;
@@ -1008,8 +1032,12 @@ static void pool_acquire(db_ctx *ctx)
 static void pg_start(cf_dbq *q)
 {
     db_ctx *ctx = q->ctx;
-    if (ctx->conn) {
+    if (ctx->conn && !ctx->conn->cancel) {
         send_op(ctx->conn, q);
+        return;
+    }
+    if (ctx->conn) { /* sent once the cancel request is through (cancel_done) */
+        pending_push(ctx, q, false);
         return;
     }
     pending_push(ctx, q, false);
@@ -1017,11 +1045,66 @@ static void pg_start(cf_dbq *q)
         pool_acquire(ctx);
 }
 
+static void cancel_work(uv_work_t *w)
+{
+    pg_cancel_job *job = (pg_cancel_job *)w;
+    char err[256];
+    PQcancel(job->pc, err, sizeof err); /* at worst the statement runs to its end */
+}
+
+/* The server has the cancel request (PQcancel returns once the postmaster
+ * passed it on): from here nothing sent on c can be hit by it (a backend
+ * that was already idle drops it when it reads its next command), so
+ * what waited for this may go. */
+static void cancel_done(uv_work_t *w, int status)
+{
+    (void)status;
+    pg_cancel_job *job = (pg_cancel_job *)w;
+    pg_conn *c = job->c;
+    PQfreeCancel(job->pc);
+    free(job);
+    if (!c)
+        return;
+    c->cancel = NULL;
+    conn_hold(c);
+    if (c->owner)
+        send_pending(c, c->owner);
+    else if (!c->head)
+        give_back(c);
+    conn_release(c);
+    cf_sched_run();
+}
+
+/* Ask the server to stop the statement c is running. Until the request is
+ * through, c takes no new statement, so the cancel cannot hit another. */
+static void cancel_start(pg_conn *c)
+{
+    pg_cancel_job *job = calloc(1, sizeof *job);
+    if (!job || !(job->pc = PQgetCancel(c->pg))) {
+        free(job);
+        return;
+    }
+    job->c = c;
+    if (uv_queue_work(loop_of(), &job->work, cancel_work, cancel_done) != 0) {
+        PQfreeCancel(job->pc);
+        free(job);
+        return;
+    }
+    c->cancel = job;
+}
+
 static void pg_cancel(cf_dbq *q)
 {
     pg_op *op = (pg_op *)q;
-    if (!op->pending)
-        return; /* sent: its result is read and dropped when it comes */
+    if (!op->pending) {
+        /* Sent. If it is running now, outside a transaction (cancelling
+         * would abort that), the server stops it; its result (an error) is
+         * read and dropped when it comes, like any abandoned statement's. */
+        pg_conn *c = q->ctx->conn;
+        if (c && c->head == q && c->state == PC_READY && !c->cancel && q->ctx->txn == TXN_NONE)
+            cancel_start(c);
+        return;
+    }
     db_ctx *ctx = q->ctx;
     cf_dbq *prev = NULL;
     for (cf_dbq *x = ctx->pend_head; x; prev = x, x = x->next) {

@@ -29,6 +29,8 @@ to both backends, against a SQLite file):
   - server restart mid-run (pg_ctl restart): the next request succeeds on a
     fresh connection; with the server stopped, requests fail fast with 503
     (CF_EDBCONN) and succeed again once it is back;
+  - a statement whose client left (or whose await timed out) is stopped on
+    the server by a cancel request, which never hits another statement;
   - host names in the URL are looked up off the loop (a 1.5 s lookup does
     not delay other requests), with fallback across a name's addresses and
     a clear error for a name that does not exist;
@@ -381,6 +383,52 @@ def t_server_restart():
     eq(st, 200, f"after the server came back: {b}")
 
 
+def t_cancel_stops_server_statement():
+    """A statement cancelled while the server runs it is stopped there (a
+    cancel request), and the cancel never hits another statement: the
+    request's next one, and other requests' on the same connection."""
+    global srv
+    H.stop_and_check(srv)
+    srv = start_app(pgs.url(), pool=1)
+    # The client goes away during a 5 s statement: the only connection is
+    # free again at once, not after 5 s.
+    c = Conn(srv.port)
+    c.send(request_bytes("GET", "/dbsleep?ms=5000"))
+    time.sleep(0.3)
+    c.close()
+    t0 = time.monotonic()
+    st, b = get(srv, "/count?name=after-cancel")
+    took = time.monotonic() - t0
+    eq(st, 200, f"the next request on the pool's one connection: {b}")
+    print(f"     next request served {took * 1000:.0f} ms after the client left a 5 s statement")
+    check(took < 1.5, f"waited {took:.2f}s: the statement was not stopped")
+    eq(get(srv, "/sleeping")[1]["count"], 0, "pg_sleep still running on the server")
+    # An await timeout: the request goes on with another statement on the
+    # same connection, which the cancel must not hit.
+    for _ in range(5):
+        st, b = get(srv, "/dbtimeout?ms=3000&t=150")
+        eq((st, b.get("rc"), b.get("after")), (200, -110, 42), f"after an await timeout: {b}")
+        check(b["ms"] < 1500, f"the second statement waited {b['ms']:.0f} ms")
+    # Races: clients leaving at every moment of short statements while
+    # others queue for the one connection; none of theirs is cancelled.
+    out = {}
+    def leaver(i):
+        cc = Conn(srv.port)
+        cc.send(request_bytes("GET", "/dbsleep?ms=60"))
+        time.sleep(0.01 * (i % 8))
+        cc.close()
+    ths = []
+    for i in range(24):
+        ths.append(threading.Thread(target=leaver, args=(i,)))
+        ths.append(threading.Thread(target=timed_get, args=(f"/count?name=r{i}", out, i)))
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    bad = {k: v for k, v in out.items() if v[0] != 200}
+    eq(bad, {}, "requests sharing the connection with cancelled statements")
+
+
 def t_host_names():
     """Host names in DATABASE_URL are looked up on the thread pool, never on
     the loop: with a resolver that takes 1.5 s (the slow_dns.so shim), the
@@ -481,7 +529,8 @@ def main():
             pgs.start()
             backend = "postgresql"
             srv = start_app(pgs.url(), pool=4)
-            tests = common + [t_pool_exhaustion_waits, t_server_restart, t_host_names]
+            tests = common + [t_pool_exhaustion_waits, t_server_restart,
+                              t_cancel_stops_server_statement, t_host_names]
             failures += ["pg/" + n for n in H.run_tests([(f.__name__[2:], f) for f in tests])]
             H.stop_and_check(srv)
             srv = None

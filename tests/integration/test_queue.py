@@ -135,7 +135,7 @@ def t_poison_job_dead_letter():
         def dead():
             try:
                 r = H.http(srv.port, "GET", "/dead")
-            except (OSError, AssertionError):  # its worker was the one the job just killed
+            except (OSError, H.Closed):  # its worker was the one the job just killed
                 return None
             return r.status == 200 and json.loads(r.body)
 

@@ -14,6 +14,9 @@
  *   GET    /err/<what>             {"code", "error"} of a statement that fails that way
  *   GET    /dbsleep?ms=            a statement that runs ms on the server (pg_sleep),
  *                                  or counts to n on SQLite (/dbsleep?n=)
+ *   GET    /dbtimeout?ms=&t=       a ms-long statement awaited for t ms, then
+ *                                  another on the same request: {"rc", "after", "ms"}
+ *   GET    /sleeping               PostgreSQL: {"count"} of other sessions running pg_sleep
  *   GET    /hold?ms=               holds a connection for ms: BEGIN, SELECT 1,
  *                                  cf_sleep(ms), COMMIT -> {"waited_ms"}
  *   GET    /txnsleep?name=&ms=&db= BEGIN, INSERT name, sleep ms (db=1: in the server),
@@ -245,6 +248,30 @@ static void pipeline(cf_req *rq)
             (json_int_t)cf_row_int(rc3, 1));
 }
 
+static void dbtimeout(cf_req *rq)
+{
+    double t0 = now_ms();
+    const char *sql = pg ? "SELECT pg_sleep($1::float8 / 1000)"
+                         : "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                           "WHERE x < $1 * 10000) SELECT count(*) FROM c";
+    cf_dbq *slow = cf_db_start(rq, sql, cf_v_int(arg_long(rq, "ms", 3000)));
+    int rc = cf_await(rq, slow, arg_long(rq, "t", 200));
+    cf_rows *r = cf_db_query(rq, "SELECT 41 + 1");
+    if (!r)
+        return db_error(rq);
+    cf_json(rq, 200, "{s:i,s:I,s:f}", "rc", rc, "after", (json_int_t)cf_row_int(r, 0), "ms",
+            now_ms() - t0);
+}
+
+static void sleeping(cf_req *rq)
+{
+    cf_rows *r = cf_db_query(rq, "SELECT count(*) FROM pg_stat_activity WHERE pid <> "
+                                 "pg_backend_pid() AND query LIKE '%pg_sleep%' AND state = 'active'");
+    if (!r)
+        return db_error(rq);
+    cf_json(rq, 200, "{s:I}", "count", (json_int_t)cf_row_int(r, 0));
+}
+
 static void manualbegin(cf_req *rq)
 {
     if (!cf_db_query(rq, "BEGIN"))
@@ -311,6 +338,8 @@ int main(int argc, char **argv)
     cf_route(app, "GET", "/big", big);
     cf_route(app, "GET", "/err/<what>", err_case);
     cf_route(app, "GET", "/dbsleep", dbsleep);
+    cf_route(app, "GET", "/dbtimeout", dbtimeout);
+    cf_route(app, "GET", "/sleeping", sleeping);
     cf_route(app, "GET", "/hold", hold);
     cf_route(app, "GET", "/txnsleep", txnsleep);
     cf_route(app, "GET", "/pipeline", pipeline);
