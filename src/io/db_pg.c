@@ -1036,12 +1036,10 @@ static void pg_start(cf_dbq *q)
         send_op(ctx->conn, q);
         return;
     }
-    if (ctx->conn) { /* sent once the cancel request is through (cancel_done) */
-        pending_push(ctx, q, false);
-        return;
-    }
+    /* Without a connection: until one is free. On one with a cancel
+     * request in flight: until that is through (cancel_done). */
     pending_push(ctx, q, false);
-    if (!ctx->waiting)
+    if (!ctx->conn && !ctx->waiting)
         pool_acquire(ctx);
 }
 

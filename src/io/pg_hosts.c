@@ -39,7 +39,8 @@ struct pg_hosts {
 struct pg_resolve {
     const pg_hosts *hosts;
     pg_resolved_cb cb;
-    void *ud;        /* NULL once abandoned */
+    void *ud;
+    bool abandoned;  /* cb is not called */
     size_t pending;  /* lookups not called back yet */
     int first_error; /* of a name that failed */
     const char *failed_name;
@@ -55,6 +56,13 @@ static bool is_numeric_address(const char *s)
 {
     unsigned char buf[sizeof(struct in6_addr)];
     return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* A host entry that needs a lookup: not empty (the default), not a socket
+ * directory ('/') or abstract socket ('@'), not an address already. */
+static bool is_name(const char *entry)
+{
+    return entry[0] && entry[0] != '/' && entry[0] != '@' && !is_numeric_address(entry);
 }
 
 /* Split a comma-separated list; "" gives one empty item. */
@@ -117,23 +125,23 @@ pg_hosts *pg_hosts_parse(const char *conninfo)
     const char *host = option(opts, "host", "PGHOST");
     const char *port = option(opts, "port", "PGPORT");
     bool direct = option(opts, "hostaddr", "PGHOSTADDR") != NULL || !host;
+    bool has_port = port != NULL;
     size_t nhost = 0, nport = 0;
     char **hosts = direct ? NULL : split(host, &nhost);
-    char **ports = hosts && port ? split(port, &nport) : NULL;
-    PQconninfoFree(opts);
+    char **ports = hosts && has_port ? split(port, &nport) : NULL;
+    PQconninfoFree(opts); /* host and port point into it: not used below */
     pg_hosts *h = NULL;
     bool any_name = false;
     for (size_t i = 0; hosts && i < nhost; i++)
-        any_name |= hosts[i][0] && hosts[i][0] != '/' && hosts[i][0] != '@' &&
-                    !is_numeric_address(hosts[i]);
+        any_name |= is_name(hosts[i]);
     /* A port list of another length is libpq's error to report. */
-    if (!any_name || (port && (!ports || (nport != 1 && nport != nhost))))
+    if (!any_name || (has_port && (!ports || (nport != 1 && nport != nhost))))
         goto out;
     if (!(h = calloc(1, sizeof *h)) || !(h->list = calloc(nhost, sizeof *h->list)) ||
         !(h->conninfo = strdup(conninfo)))
         goto fail;
     h->n = nhost;
-    h->has_port = port != NULL;
+    h->has_port = has_port;
     for (size_t i = 0; i < nhost; i++) {
         pg_host *e = &h->list[i];
         e->entry = hosts[i];
@@ -141,8 +149,7 @@ pg_hosts *pg_hosts_parse(const char *conninfo)
         e->port = strdup(ports ? ports[nport == 1 ? 0 : i] : "");
         if (!e->port)
             goto fail;
-        e->is_name = e->entry[0] && e->entry[0] != '/' && e->entry[0] != '@' &&
-                     !is_numeric_address(e->entry);
+        e->is_name = is_name(e->entry);
     }
     goto out;
 fail:
@@ -165,7 +172,7 @@ static void resolve_free(pg_resolve *r)
     free(r);
 }
 
-/* Appends ",item" (or "item" first) to a growing list. */
+/* A comma-separated list being built. */
 typedef struct strlist {
     char *s;
     size_t len, cap;
@@ -173,6 +180,7 @@ typedef struct strlist {
     bool oom;
 } strlist;
 
+/* Appends ",item" (or "item" first). */
 static void list_add(strlist *l, const char *item)
 {
     size_t n = strlen(item), need = l->len + n + 2;
@@ -263,7 +271,7 @@ static void on_lookup(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     if (--r->pending)
         return;
-    if (r->ud)
+    if (!r->abandoned)
         resolve_finish(r);
     resolve_free(r);
 }
@@ -299,7 +307,7 @@ pg_resolve *pg_resolve_start(uv_loop_t *loop, const pg_hosts *h, pg_resolved_cb 
 
 void pg_resolve_abandon(pg_resolve *r)
 {
-    r->ud = NULL;
+    r->abandoned = true;
     for (size_t i = 0; i < r->hosts->n; i++)
         if (r->lookups[i].r)
             uv_cancel((uv_req_t *)&r->lookups[i].req);
