@@ -774,6 +774,16 @@ static int job_main(cf_req *rq, void *arg)
     return 0;
 }
 
+static void free_claimed(void *p)
+{
+    q_op *op = p;
+    for (q_jobblk *b = op->jobs, *n; b; b = n) {
+        n = b->next;
+        free(b);
+    }
+    op->jobs = NULL;
+}
+
 static int claim_main(cf_req *rq, void *arg)
 {
     q_loop *L = *(q_loop **)arg;
@@ -798,6 +808,9 @@ static int claim_main(cf_req *rq, void *arg)
         if (c.want > 0 || c.period_start > 0)
             op->claims[op->nclaims++] = c;
     }
+    /* Claimed jobs not handed to a task are freed with the claim's memory:
+     * after a failure, or a cancel while a pool thread still claims. */
+    cf_defer(rq, free_claimed, op);
     int rc = op->nclaims ? op_await(rq, op) : 0;
     bool full = false;
     if (rc != 0 && rc != CF_ECANCELED)
@@ -813,8 +826,9 @@ static int claim_main(cf_req *rq, void *arg)
             if (c->period_start > 0 && c->period_done)
                 full = true; /* its job may be waiting: look again */
         }
-        q_jobblk *release = NULL;
-        for (q_jobblk *b = op->jobs, *n; b; b = n) {
+        q_jobblk *release = NULL, *claimed = op->jobs;
+        op->jobs = NULL; /* each is handed to its task or released below */
+        for (q_jobblk *b = claimed, *n; b; b = n) {
             n = b->next;
             b->next = NULL;
             if (L->stopping) {
