@@ -1,10 +1,12 @@
 /*
  * test_pg_hosts.c — which PostgreSQL connection strings need their host
  * names looked up before libpq connects, and the host/hostaddr/port lists
- * handed to libpq afterwards (a real lookup of "localhost" on a real loop):
- * lists stay aligned entry by entry, Unix socket directories and numeric
- * addresses pass through, a name that does not resolve is an error naming
- * it, and an abandoned lookup never calls back.
+ * handed to libpq afterwards (real lookups on a real loop: "localhost", and
+ * the names tests/integration/shim/slow_dns.c answers, preloaded by CTest):
+ * lists stay aligned entry by entry, a name with two addresses gives two
+ * entries, Unix socket directories and numeric addresses pass through, a
+ * name that does not resolve is an error naming it, and an abandoned lookup
+ * never calls back.
  */
 #include <stdlib.h>
 #include <uv.h>
@@ -138,9 +140,16 @@ int main(void)
     CHECK(value_of(&a, "port") == NULL);
     answer_free(&a);
 
-    /* A name that does not exist (RFC 6761: .invalid never resolves). */
-    resolve("postgresql://u@no-such-host.invalid/db", &a);
-    CHECK(a.error && strstr(a.error, "\"no-such-host.invalid\""));
+    /* Two addresses for one name: two entries, in the resolver's order. */
+    resolve("postgresql://u@dual.cf-test:7000/db", &a);
+    CHECK_STR(value_of(&a, "host"), "dual.cf-test,dual.cf-test");
+    CHECK_STR(value_of(&a, "hostaddr"), "127.0.0.3,127.0.0.1");
+    CHECK_STR(value_of(&a, "port"), "7000,7000");
+    answer_free(&a);
+
+    /* A name that does not exist. */
+    resolve("postgresql://u@fail.cf-test/db", &a);
+    CHECK(a.error && strstr(a.error, "\"fail.cf-test\""));
     answer_free(&a);
 
     /* Abandoned: no call back, and the lookup cleans up after itself (ASan). */
