@@ -6,8 +6,9 @@ happened as JSON.
 
 Covers: calls overlap (three 300 ms calls in one request take ~300 ms, not
 900); gather returns the first error in argument order; await_any returns
-the fastest; total and connect timeouts; refused port; unknown host (.invalid
-never resolves); reset mid-body; slow bodies within and past the timeout;
+the fastest; total and connect timeouts; refused port; unknown host and a
+1.5 s lookup that does not hold up the worker (a preloaded resolver,
+shim/slow_dns.c); reset mid-body; slow bodies within and past the timeout;
 max_body with and without Content-Length; bodies much larger than an arena
 block; redirects only when asked, and a redirect loop; JSON, form and raw
 bodies, PUT/PATCH/DELETE/HEAD, headers and query encoding as the upstream
@@ -206,9 +207,36 @@ def t_refused():
 
 
 def t_unknown_host():
-    r = fetch(url="http://nonexistent.invalid/path")
+    r = fetch(url="http://fail.cf-test/path")  # the shim's resolver says it does not exist
     eq(r["error"], EDNS, f"error ({r['errmsg']})")
-    check("nonexistent.invalid" in r["errmsg"], r["errmsg"])
+    check("fail.cf-test" in r["errmsg"], r["errmsg"])
+
+
+def t_slow_dns_does_not_block():
+    """A host name whose lookup takes 1.5 s (the shim's resolver): libcurl
+    resolves on a thread of its own, the worker answers others meanwhile."""
+    out = {}
+
+    def call():
+        out["r"] = fetch(url=f"http://slow.cf-test:{up.port}/delay?ms=1")
+
+    th = threading.Thread(target=call)
+    t0 = time.monotonic()
+    th.start()
+    time.sleep(0.1)
+    lat = []
+    while th.is_alive() and len(lat) < 2000:
+        t1 = time.monotonic()
+        st, _ = get_json("/stats")
+        lat.append(time.monotonic() - t1)
+        eq(st, 200, "/stats during the lookup")
+    th.join()
+    took = time.monotonic() - t0
+    eq((out["r"]["error"], out["r"]["status"]), (0, 200), f"call after the slow lookup ({out['r']['errmsg']})")
+    print(f"     call with a 1.5 s lookup took {took * 1000:.0f} ms; meanwhile {len(lat)} requests, "
+          f"worst {max(lat) * 1000:.1f} ms")
+    check(took > 1.3, f"the lookup took only {took:.2f}s: shim not in use?")
+    check(len(lat) >= 10 and max(lat) < 0.4, f"other requests waited: worst {max(lat):.2f}s")
 
 
 def t_reset_mid_body():
@@ -658,7 +686,11 @@ def main():
     up = U.start()
     try:
         make_tls()
-        srv = H.Server(H.app_path("fetchapp"), name="fetch", env={"UPSTREAM": up.url("")})
+        # A resolver with known answers for a few test names (shim/slow_dns.c).
+        env = {"UPSTREAM": up.url(""),
+               "LD_PRELOAD": os.path.join(H.BUILD_DIR, "tests", "apps", "slow_dns.so"),
+               "ASAN_OPTIONS": "detect_leaks=1:verify_asan_link_order=0"}
+        srv = H.Server(H.app_path("fetchapp"), name="fetch", env=env)
         srv.start()
         failures = H.run_tests(H.collect(globals()))
     finally:
