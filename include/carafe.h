@@ -302,7 +302,9 @@ typedef struct cf_task cf_task;
  * returns. Results travel through `arg`. */
 typedef int (*cf_task_fn)(cf_req *rq, void *arg);
 
-/* Suspend for `ms` milliseconds. Returns 0, or CF_ECANCELED. */
+/* Suspend for `ms` milliseconds of the loop's clock, which counts whole
+ * milliseconds from the start of its iteration: by a real clock, up to
+ * 3 ms less. Returns 0, or CF_ECANCELED. */
 int cf_sleep(cf_req *rq, uint64_t ms);
 
 /* Start fn(rq, arg) as a child coroutine of the calling task; it runs when

@@ -96,7 +96,8 @@ void cf_timer_start(cf_timer *t, uint64_t ms)
      * share a due time and fire in one wake-up. Only when the cache is
      * stale by more than STALE_MS (a handler that ran long, a test client
      * that left the loop idle) does it count from the real time, so a
-     * timer never fires early by more than that. */
+     * timer never fires early by more than that (plus the truncation of
+     * the millisecond clock). */
     uint64_t cached = uv_now(s->loop);
     uv_update_time(s->loop);
     uint64_t fresh = uv_now(s->loop);

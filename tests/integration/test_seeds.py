@@ -135,7 +135,7 @@ def t_hooks_errors_middleware():
     r = requests.get(url("/timed"), timeout=T)
     H.eq(r.status_code, 200, "timed")
     st = r.headers.get("Server-Timing", "")
-    H.check(st.startswith("app;dur=") and float(st.split("=")[1]) >= 50, f"Server-Timing {st!r}")
+    H.check(st.startswith("app;dur=") and float(st.split("=")[1]) >= 47, f"Server-Timing {st!r} (a 50 ms sleep: at least 47 real ms)")
 
 
 def t_db_endpoints():
