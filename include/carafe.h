@@ -371,7 +371,8 @@ enum {
     CF_EDNS = -1100,        /* the host name could not be resolved */
     CF_ECONNREFUSED = -1101,/* nothing listens there (or connect failed) */
     CF_ETLS = -1102,        /* TLS handshake or certificate failure */
-    CF_ETOOBIG = -1103,     /* the response body passed max_body */
+    CF_ETOOBIG = -1103,     /* the response body passed max_body, or its
+                             * headers 256 KiB */
     CF_EHTTPSTATUS = -1104, /* cf_fetch_raise_for_status: not a 2xx */
     CF_ENETWORK = -1105,    /* any other transfer failure (reset, ...) */
 };

@@ -28,7 +28,7 @@ const char *cf_strerror(int code)
     case CF_EDNS: return "could not resolve the host name";
     case CF_ECONNREFUSED: return "connection refused";
     case CF_ETLS: return "TLS failure";
-    case CF_ETOOBIG: return "response body too large";
+    case CF_ETOOBIG: return "response too large";
     case CF_EHTTPSTATUS: return "HTTP error status";
     case CF_ENETWORK: return "network error";
     case CF_EDB: return "database error";

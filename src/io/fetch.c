@@ -48,6 +48,10 @@
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_MAX_BODY ((size_t)16 << 20)
 #define MAX_REDIRECTS 10
+/* Response header bytes kept per call (all responses of a redirect chain
+ * together): a server sending headers without end must not grow the
+ * request's memory without end. */
+#define MAX_HEADER_BYTES ((size_t)256 << 10)
 #define EASY_POOL_MAX 64
 #define MAX_CACHED_CONNECTIONS 256
 
@@ -72,6 +76,8 @@ struct cf_fetch {
     bool in_multi;
     bool zombie; /* cancelled inside a libcurl call: removed afterwards */
     bool toobig;
+    bool headers_toobig;
+    size_t header_bytes;
     bool json_done;
     int status;
     int error;
@@ -145,7 +151,7 @@ static const char *what_failed(int code)
     case CF_EDNS: return "could not resolve the host name";
     case CF_ECONNREFUSED: return "could not connect";
     case CF_ETLS: return "TLS failure";
-    case CF_ETOOBIG: return "response body too large";
+    case CF_ETOOBIG: return "response too large";
     case CF_ETIMEDOUT: return "timed out";
     case CF_ECANCELED: return "cancelled";
     case CF_EINVAL: return "invalid request";
@@ -260,6 +266,11 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     if (f->zombie)
         return 0;
+    if (n > MAX_HEADER_BYTES - f->header_bytes) {
+        f->toobig = f->headers_toobig = true;
+        return 0; /* CURLE_WRITE_ERROR, reported as CF_ETOOBIG */
+    }
+    f->header_bytes += n;
     if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
         /* A new response (an interim 1xx, or the next after a redirect):
          * only the last one's headers are kept. */
@@ -655,7 +666,9 @@ static void fetch_collect(cf_fetch *f, CURL *e, CURLcode rc)
     int err = map_curl_error(f, rc);
     if (err) {
         const char *detail = f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc);
-        if (err == CF_ETOOBIG)
+        if (err == CF_ETOOBIG && f->headers_toobig)
+            detail = cf_sprintf(f->rq, "response headers over %zu bytes", MAX_HEADER_BYTES);
+        else if (err == CF_ETOOBIG)
             detail = cf_sprintf(f->rq, "more than max_body = %zu bytes", f->max_body);
         set_error(f, err, detail);
     }

@@ -9,7 +9,7 @@ Covers: calls overlap (three 300 ms calls in one request take ~300 ms, not
 the fastest; total and connect timeouts; refused port; unknown host and a
 1.5 s lookup that does not hold up the worker (a preloaded resolver,
 shim/slow_dns.c); reset mid-body; slow bodies within and past the timeout;
-max_body with and without Content-Length; bodies much larger than an arena
+max_body with and without Content-Length; response headers capped; bodies much larger than an arena
 block; redirects only when asked, and a redirect loop; JSON, form and raw
 bodies, PUT/PATCH/DELETE/HEAD, headers and query encoding as the upstream
 sees them; gzip decoding; raise_for_status; cf_fetch_all with a cap; TLS
@@ -261,6 +261,14 @@ def t_max_body():
     eq(r["error"], ETOOBIG, f"chunked ({r['errmsg']})")
     r = fetch(path="/big?n=100000", max_body=100000, pattern=True)
     eq((r["error"], r["len"], r["pattern_ok"]), (0, 100000, True), "exactly max_body")
+
+
+def t_response_headers_capped():
+    r = fetch(path="/manyheaders?n=100")
+    eq((r["error"], r["status"], len(r["headers"]) >= 100), (0, 200, True), "100 headers")
+    r = fetch(path="/manyheaders?n=20000")  # about 600 KB of headers
+    eq(r["error"], ETOOBIG, f"endless headers ({r['errmsg']})")
+    check("response headers" in r["errmsg"], r["errmsg"])
 
 
 def t_large_bodies():

@@ -178,6 +178,14 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/big":
             return self.send_body(200, pattern(int(arg("n", "1048576"))),
                                   "application/octet-stream")
+        if path == "/manyheaders":  # n headers of about 30 bytes each
+            self.send_response(200)
+            for i in range(int(arg("n", "100"))):
+                self.send_header(f"X-Filler-{i}", "0123456789abcdef")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+            return
         if path == "/bigchunked":
             data = pattern(int(arg("n", "1048576")))
             self.start_chunked()
