@@ -60,6 +60,7 @@ struct cf_conn {
     bool keep_alive;   /* after the current response */
     bool processing;   /* inside process(): do not re-enter */
     bool read_paused;
+    bool rq_crashed;   /* its request will never finish: no longer counted */
     char peer[64];
 };
 
@@ -526,6 +527,10 @@ static void request_crashed(cf_req *rq, bool main_task)
 {
     cf_conn *c = rq->tp_ctx;
     (void)main_task;
+    if (!c->rq_crashed) { /* a request may crash in more than one task */
+        c->rq_crashed = true;
+        c->w->inflight--; /* so the drain does not wait for it */
+    }
     cf_worker_begin_stop(c->w, 70, "crashed in a handler");
     conn_close(c);
 }

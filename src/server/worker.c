@@ -94,10 +94,13 @@ static void finish_stop(cf_worker *w)
     uv_stop(w->loop);
 }
 
-/* Stopping ends when no connection and no background task is left. */
+/* Stopping ends when no connection, no request and no background task is
+ * left. A request can outlive its connection: its client left, and a pool
+ * job or a database statement it started still has to end before its
+ * memory (and the connection's) can go. */
 static void maybe_finish(cf_worker *w)
 {
-    if (w->stopping && w->nconns == 0 && w->sched.nbackground == 0)
+    if (w->stopping && w->nconns == 0 && w->inflight == 0 && w->sched.nbackground == 0)
         finish_stop(w);
 }
 

@@ -31,6 +31,7 @@ to both backends, against a SQLite file):
     (CF_EDBCONN) and succeed again once it is back;
   - a statement whose client left (or whose await timed out) is stopped on
     the server by a cancel request, which never hits another statement;
+  - SIGTERM waits for a request whose client left while its statement runs;
   - host names in the URL are looked up off the loop (a 1.5 s lookup does
     not delay other requests), with fallback across a name's addresses and
     a clear error for a name that does not exist;
@@ -41,6 +42,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -429,6 +431,31 @@ def t_cancel_stops_server_statement():
     eq(bad, {}, "requests sharing the connection with cancelled statements")
 
 
+def t_stop_waits_for_a_statement_whose_client_left():
+    """A request can outlive its connection: its client left while it ran a
+    statement inside a transaction (which runs to its end). SIGTERM waits for
+    it before the worker exits; leaving earlier abandoned the request's and
+    the connection's memory (LeakSanitizer reported it)."""
+    global srv
+    H.stop_and_check(srv)
+    srv = start_app(pgs.url(), pool=2)
+    c = Conn(srv.port)
+    c.send(request_bytes("GET", "/txnsleep?name=orphan&ms=1200&db=1"))
+    time.sleep(0.4)  # in the server's pg_sleep, inside the transaction
+    c.close()
+    time.sleep(0.1)  # the worker has seen the client go
+    t0 = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    rc = srv.wait(10)
+    took = time.monotonic() - t0
+    eq(rc, 0, "exit status")
+    print(f"     exited {took * 1000:.0f} ms after SIGTERM (the statement had ~700 ms left)")
+    check(took > 0.4, f"exited after {took:.2f}s, before the statement ended")
+    H.stop_and_check(srv)  # and no sanitizer findings
+    srv = start_app(pgs.url(), pool=4)
+    eq(get(srv, "/count?name=orphan"), (200, {"count": 0}), "its transaction rolled back")
+
+
 def t_host_names():
     """Host names in DATABASE_URL are looked up on the thread pool, never on
     the loop: with a resolver that takes 1.5 s (the slow_dns.so shim), the
@@ -530,7 +557,8 @@ def main():
             backend = "postgresql"
             srv = start_app(pgs.url(), pool=4)
             tests = common + [t_pool_exhaustion_waits, t_server_restart,
-                              t_cancel_stops_server_statement, t_host_names]
+                              t_cancel_stops_server_statement,
+                              t_stop_waits_for_a_statement_whose_client_left, t_host_names]
             failures += ["pg/" + n for n in H.run_tests([(f.__name__[2:], f) for f in tests])]
             H.stop_and_check(srv)
             srv = None
