@@ -758,7 +758,7 @@ static void test_hooks(cf_test_client *tc)
     r = run(tc, "/api/ping?slow=1");
     CHECK_INT(cf_test_status(r), 201);
     CHECK_STR(body(r), "pong slow-before");
-    CHECK(before_slept >= 28);
+    CHECK(before_slept >= 27); /* 30 ms of the loop clock: at least 27 real ms */
 
     /* An after hook changing status and headers. */
     r = run(tc, "/api/ping?teapot=1");
