@@ -130,7 +130,9 @@ def t_poison_job_dead_letter():
     srv = H.Server(APP, ["--workers", "2"], env=env).start()
     try:
         srv.wait_workers(2)
-        jid = enqueue(srv, "poison", {})
+        # Delayed, so the worker that takes the enqueue answers it before
+        # the job (which it may well run) kills it.
+        jid = enqueue(srv, "poison", {}, delay=300)
 
         def dead():
             try:
