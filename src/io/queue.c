@@ -240,6 +240,21 @@ static char *default_path(cf_app *app)
 static int redis_open(cf_app *app, const char *url, const char *from);
 static int64_t redis_count_sync(cf_queue *q);
 
+/* The app's queue state, created on first use (the backends fill it in). */
+static cf_queue *queue_of(cf_app *app)
+{
+    cf_queue *q = app->queue;
+    if (!q) {
+        q = calloc(1, sizeof *q);
+        if (!q)
+            cf_setup_fail("out of memory");
+        pthread_mutex_init(&q->mu, NULL);
+        pthread_mutex_init(&q->wmu, NULL);
+        app->queue = q;
+    }
+    return q;
+}
+
 int cf_queue_open(cf_app *app, const char *url)
 {
     if (!app)
@@ -272,15 +287,7 @@ int cf_queue_open(cf_app *app, const char *url)
         return CF_EDBCONN;
     }
     sqlite3_close(db); /* workers open their own (after fork) */
-    cf_queue *q = app->queue;
-    if (!q) {
-        q = calloc(1, sizeof *q);
-        if (!q)
-            cf_setup_fail("out of memory");
-        pthread_mutex_init(&q->mu, NULL);
-        pthread_mutex_init(&q->wmu, NULL);
-        app->queue = q;
-    }
+    cf_queue *q = queue_of(app);
     for (size_t i = 0; i < q->nidle; i++)
         sqlite3_close(q->idle[i]);
     q->nidle = 0;
@@ -1080,15 +1087,7 @@ static int redis_open(cf_app *app, const char *url, const char *from)
         return CF_EDBCONN;
     }
     redisFree(c);
-    cf_queue *q = app->queue;
-    if (!q) {
-        q = calloc(1, sizeof *q);
-        if (!q)
-            cf_setup_fail("out of memory");
-        pthread_mutex_init(&q->mu, NULL);
-        pthread_mutex_init(&q->wmu, NULL);
-        app->queue = q;
-    }
+    cf_queue *q = queue_of(app);
     free(q->rhost);
     q->rhost = xstrdup(host);
     q->rport = port;

@@ -43,7 +43,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -54,12 +53,6 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 from harness import Conn, check, eq, request_bytes  # noqa: E402
-
-
-def port_free():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(srv, path, timeout=10.0):
@@ -120,7 +113,7 @@ class Postgres:
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
         self._run(os.path.join(self.bin, "initdb"), "-D", os.path.join(self.dir, "data"),
                   "-A", "trust", "-U", "postgres", "-N", "-E", "UTF8", "--locale=C.UTF-8")
-        self.port = port_free()
+        self.port = H.free_port()
         self.ctl("start")
 
     def ctl(self, action, check_rc=True):

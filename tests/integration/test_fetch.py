@@ -79,14 +79,6 @@ def wait_for(pred, timeout, what):
         time.sleep(0.02)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 # --------------------------------------------------------------------------
 # Concurrency
 # --------------------------------------------------------------------------
@@ -103,7 +95,7 @@ def t_three_calls_overlap():
 
 
 def t_gather_returns_first_error():
-    port = free_port()
+    port = H.free_port()
     r = post("/many", {"calls": [{"path": "/delay?ms=200"},
                                  {"url": f"http://127.0.0.1:{port}/nothing"},
                                  {"path": "/status/500"}]})
@@ -199,7 +191,7 @@ def t_connect_timeout():
 
 
 def t_refused():
-    port = free_port()
+    port = H.free_port()
     r = fetch(url=f"http://127.0.0.1:{port}/x")
     eq(r["error"], ECONNREFUSED, "error")
     eq(r["errname"], "connection refused", "cf_strerror")
@@ -301,7 +293,7 @@ def t_raise_for_status():
     eq(r["req_errmsg"], r["raise_msg"], "cf_errmsg(rq) too")
     r = fetch(path="/status/204", **{"raise": True})
     eq(r["raise"], 0, "2xx")
-    port = free_port()
+    port = H.free_port()
     r = fetch(url=f"http://127.0.0.1:{port}/", **{"raise": True})
     eq(r["raise"], ECONNREFUSED, "the transfer error")
 
@@ -449,7 +441,7 @@ def t_http2_multiplexed():
     if tls is None or exe is None:
         print("     skip: needs openssl and nginx (scripts/install-deps)")
         return
-    port = free_port()
+    port = H.free_port()
     nginx = H.Nginx(exe, tlsdir, port, H2_CONF.format(dir=tlsdir, port=port)).start()
     try:
         spec = {"url": f"https://127.0.0.1:{port}/h2", "ca_file": os.path.join(tlsdir, "cert.pem")}
@@ -624,7 +616,7 @@ def t_example_comics():
 
 def t_example_upstream_down():
     ex = H.Server(H.example_path("fetch"), name="fetch-example-down",
-                  env={"XKCD_URL": f"http://127.0.0.1:{free_port()}"})
+                  env={"XKCD_URL": f"http://127.0.0.1:{H.free_port()}"})
     try:
         ex.start()
         r = H.http(ex.port, "GET", "/comics?n=2")
@@ -655,7 +647,7 @@ def t_bench_fanout():
     finally:
         H.stop_and_check(b, expect_status=0)
     b = H.Server(H.example_path("bench"), name="bench-fanout-down",
-                 env={"UPSTREAM": f"http://127.0.0.1:{free_port()}"})
+                 env={"UPSTREAM": f"http://127.0.0.1:{H.free_port()}"})
     try:
         b.start()
         r = H.http(b.port, "GET", "/fanout")
