@@ -474,6 +474,22 @@ def wait_until(cond, timeout, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def pids_seen(port, want, timeout=10.0):
+    """Worker pids answering /pid on new connections: at least 60 requests,
+    more (up to the timeout) until `want` distinct ones answered. Which
+    worker takes a connection is the kernel's choice, and on a loaded
+    machine one worker can take many in a row."""
+    seen = set()
+    deadline = time.monotonic() + timeout
+    n = 0
+    while n < 60 or (len(seen) < want and time.monotonic() < deadline):
+        r = http(port, "GET", "/pid")  # a new connection each time
+        eq(r.status, 200, "/pid")
+        seen.add(int(r.body))
+        n += 1
+    return seen
+
+
 def pid_alive(pid):
     """True while the process exists and is not a zombie."""
     try:

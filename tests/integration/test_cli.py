@@ -60,29 +60,13 @@ def t_port_option_wins_over_env():
         H.stop_and_check(srv, expect_status=0)
 
 
-def pids_seen(port, want, timeout=10.0):
-    """Worker pids answering /pid on new connections: at least 60 requests,
-    more (up to the timeout) until `want` distinct ones answered. Which
-    worker takes a connection is the kernel's choice, and on a loaded
-    machine one worker can take many in a row."""
-    seen = set()
-    deadline = time.monotonic() + timeout
-    n = 0
-    while n < 60 or (len(seen) < want and time.monotonic() < deadline):
-        r = H.http(port, "GET", "/pid")  # a new connection each time
-        eq(r.status, 200, "/pid")
-        seen.add(int(r.body))
-        n += 1
-    return seen
-
-
 def t_workers_option():
     srv = H.Server(APP, args=["--workers", "3", "--no-access-log"], name="cli-workers")
     try:
         srv.start()
         check("3 workers" in srv.stderr(), f"banner: {srv.stderr()!r}")
         srv.wait_workers(3)
-        seen = pids_seen(srv.port, 3)
+        seen = H.pids_seen(srv.port, 3)
         print(f"     worker pids seen: {sorted(seen)}")
         check(srv.pid not in seen, "the parent answered requests")
         check(len(seen) >= 2, f"every connection went to one worker: {seen}")
@@ -97,7 +81,7 @@ def t_web_concurrency_env():
         srv.start()
         check("2 workers" in srv.stderr(), f"banner: {srv.stderr()!r}")
         srv.wait_workers(2)
-        seen = pids_seen(srv.port, 2)
+        seen = H.pids_seen(srv.port, 2)
         check(len(seen) == 2, f"WEB_CONCURRENCY=2 did not give two workers: {seen}")
     finally:
         H.stop_and_check(srv, expect_status=0)
