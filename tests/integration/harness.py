@@ -490,6 +490,16 @@ def pids_seen(port, want, timeout=10.0):
     return seen
 
 
+def check_served_meanwhile(lat, what):
+    """`lat`: seconds each request took, one after another, while something
+    slow (`what`) was under way on the same worker. A blocked loop would hold
+    the first until the slow thing ended, so answer about two; the median,
+    not the worst, so that one stall of a loaded machine is not blocking."""
+    check(len(lat) >= 10, f"only {len(lat)} requests answered during {what}")
+    median = sorted(lat)[len(lat) // 2]
+    check(median < 0.1, f"median request {median * 1000:.0f} ms during {what}")
+
+
 def pid_alive(pid):
     """True while the process exists and is not a zombie."""
     try:

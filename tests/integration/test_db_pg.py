@@ -287,9 +287,8 @@ def t_loop_not_blocked():
     print(f"     slow statement {slow_s * 1000:.0f} ms; meanwhile {len(lat)} requests, "
           f"worst {worst * 1000:.1f} ms")
     check(slow_s > 0.5, f"the slow statement took only {slow_s:.2f}s")
-    check(len(lat) >= 10, f"only {len(lat)} requests answered during the slow statement")
     check(all(s in (200, 404) for _, s in lat), f"statuses: {set(s for _, s in lat)}")
-    check(worst < 0.4, f"a request took {worst * 1000:.0f} ms while the slow statement ran")
+    H.check_served_meanwhile([x for x, _ in lat], "the slow statement")
 
 
 def stats():
@@ -482,9 +481,8 @@ def t_host_names():
     print(f"     first query {out['db'][1] * 1000:.0f} ms (1.5 s lookup); meanwhile "
           f"{len(lat)} requests, worst {worst * 1000:.1f} ms")
     check(out["db"][1] > 1.3, f"the lookup took only {out['db'][1]:.2f}s: shim not in use?")
-    check(len(lat) >= 10, f"only {len(lat)} requests answered during the lookup")
     check(all(s == 200 for _, s in lat), f"statuses: {set(s for _, s in lat)}")
-    check(worst < 0.4, f"a request took {worst * 1000:.0f} ms during the lookup")
+    H.check_served_meanwhile([x for x, _ in lat], "the lookup")
     H.stop_and_check(srv)
 
     # The connect timeout covers the lookup: the request fails when it
