@@ -174,6 +174,8 @@ typedef enum cf_option {
     CF_OPT_WORKERS,            /* worker processes; 0 (default): one per core */
     CF_OPT_GRACEFUL_TIMEOUT,   /* drain on SIGTERM/SIGHUP, default 30 s */
     CF_OPT_MAX_REQUESTS,       /* recycle a worker after N; 0 (default): never */
+    CF_OPT_SEND_TIMEOUT,       /* a streaming response waits this long for a
+                                * client that takes nothing, default 30 s */
 } cf_option;
 int cf_app_set(cf_app *app, cf_option option, int64_t value);
 int64_t cf_app_get(const cf_app *app, cf_option option);
@@ -360,6 +362,45 @@ bool cf_done(void *awaitable);
 int cf_result(void *awaitable);
 /* True if the calling task has been cancelled (client gone). */
 bool cf_cancelled(cf_req *rq);
+
+/* ------------------------------------------------------------------ */
+/* Streaming responses and Server-Sent Events                         */
+/* ------------------------------------------------------------------ */
+
+/* Streaming responses (Flask's Response(generator), Quart's async
+ * generators): the handler sets the status and content type and names the
+ * producer; the after_request hooks run and the head goes out; then
+ * fn(rq, arg) runs on the request's coroutine and writes the body piece by
+ * piece with cf_write. HTTP/1.1 clients get chunked transfer encoding,
+ * HTTP/1.0 clients a body ended by closing the connection. fn returning 0
+ * ends the body; a negative return cuts it (the connection closes without
+ * the last chunk, so the client knows the body is incomplete). fn is not
+ * run for HEAD, 204 and 304. The handler timeout does not cover fn; the
+ * client going away, or the server stopping (drain on SIGTERM/SIGHUP), makes
+ * its waits return CF_ECANCELED, and in the second case the body is ended
+ * properly. Like the other response calls, a later one replaces it. */
+void cf_stream(cf_req *rq, int status, const char *content_type,
+               cf_task_fn fn, void *arg);
+/* Send a piece of a streaming body, at once (in its producer, or a task it
+ * spawned). The bytes are copied; a long stream does not grow the request's
+ * memory. Suspends while more than 64 KiB wait for the client. Returns 0,
+ * CF_ECANCELED (client gone, or the server stopping), CF_ETIMEDOUT (the
+ * client took nothing for the send timeout: the connection is closed), or
+ * CF_EPERM (no streaming body is being sent). */
+int cf_write(cf_req *rq, const void *data, size_t len);
+/* cf_write of a printf-formatted piece. */
+int cf_writef(cf_req *rq, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Server-Sent Events: a 200 text/event-stream response (Cache-Control:
+ * no-cache, X-Accel-Buffering: no so that nginx passes events at once)
+ * whose producer is fn. The client's Last-Event-ID header says where a
+ * reconnecting client left off. */
+void cf_sse(cf_req *rq, cf_task_fn fn, void *arg);
+/* Send one event: `event` (the type; NULL: "message") and `id` may be
+ * NULL; `data` may hold several lines, each sent as a data: line. Returns
+ * what cf_write returns, or CF_EINVAL for an event or id with a line break.
+ * A comment line (": ping\n\n" with cf_write) keeps idle proxies open. */
+int cf_sse_send(cf_req *rq, const char *event, const char *id, const char *data);
 
 /* ------------------------------------------------------------------ */
 /* Outgoing HTTP (libcurl's multi interface on the worker's loop)       */
@@ -695,6 +736,9 @@ const char *cf_test_header(const cf_test_response *r, const char *name);
 const char *cf_test_body(const cf_test_response *r, size_t *len);
 /* Parsed body; borrowed, NULL if not JSON. */
 json_t *cf_test_json(cf_test_response *r);
+/* A streamed body's producer result: 0, or negative when the body was cut
+ * (also 0 for a response that was not streamed). */
+int cf_test_stream_result(const cf_test_response *r);
 
 #pragma GCC visibility pop
 

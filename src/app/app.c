@@ -90,6 +90,7 @@ cf_app *cf_app_new(void)
     app->opt[CF_OPT_WORKERS] = 0;
     app->opt[CF_OPT_GRACEFUL_TIMEOUT] = 30 * 1000;
     app->opt[CF_OPT_MAX_REQUESTS] = 0;
+    app->opt[CF_OPT_SEND_TIMEOUT] = 30 * 1000;
     return app;
 }
 

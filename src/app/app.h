@@ -68,7 +68,7 @@ struct cf_route {
     cf_route *next_all;
 };
 
-#define CF_OPT_COUNT (CF_OPT_MAX_REQUESTS + 1)
+#define CF_OPT_COUNT (CF_OPT_SEND_TIMEOUT + 1)
 
 struct cf_app {
     cf_group root;

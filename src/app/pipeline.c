@@ -6,7 +6,7 @@
  *     middleware chain → handler (on the loop, or on the thread pool)
  *   → error handler when aborted or failed (innermost group first)
  *   → after_request hooks (innermost first, newest first)
- *   → response handed to the transport
+ *   → response handed to the transport (then a streaming body's producer)
  *   → teardown hooks, always.
  *
  * Every step is ordinary C on the task's coroutine, so any of them may
@@ -177,8 +177,11 @@ static int pipeline_main(cf_req *rq, void *arg)
             }
         }
         if (!rq->main.cancelled) {
+            rq->streaming = rq->stream_fn && !rq->is_head && cf_status_has_body(rq->status);
             rq->sent = true;
             rq->tp->send(rq);
+            if (rq->streaming)
+                cf_stream_run(rq); /* the body, still on this task */
         }
     }
 

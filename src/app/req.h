@@ -27,6 +27,11 @@ typedef struct cf_transport {
     void (*finished)(cf_req *rq);
     /* A task of the request crashed (server workers): may be NULL. */
     void (*crashed)(cf_req *rq, bool main_task);
+    /* Streaming bodies (rq->streaming, after send): a piece, which may
+     * suspend until the client takes the backlog; then the end, with the
+     * producer's result (negative: the body is cut). */
+    int (*write)(cf_req *rq, const void *data, size_t len);
+    void (*stream_end)(cf_req *rq, int result);
 } cf_transport;
 
 typedef struct cf_kv {
@@ -89,6 +94,9 @@ struct cf_req {
     int error;
     const char *errmsg;
     bool sent;
+    cf_task_fn stream_fn; /* cf_stream's producer, or NULL */
+    void *stream_arg;
+    bool streaming;       /* its head went out and the producer runs */
 
     /* pipeline */
     size_t chain_pos;
@@ -137,6 +145,13 @@ const char *cf_kv_get(const cf_kv_list *l, const char *name, bool nocase);
 long cf_url_decode(char *s, size_t len, bool plus);
 void cf_parse_urlencoded(cf_req *rq, const char *s, size_t len, cf_kv_list *out);
 const char *cf_reason_phrase(int status);
+/* A response with this status carries a body (not 1xx, 204 or 304). */
+static inline bool cf_status_has_body(int status)
+{
+    return status >= 200 && status != 204 && status != 304;
+}
+/* Run a streaming response's producer and end its body (stream.c). */
+void cf_stream_run(cf_req *rq);
 uint64_t cf_now_ns(void);
 
 #endif

@@ -97,6 +97,7 @@ static void set_response(cf_req *rq, int status, const char *content_type, char 
     rq->resp_len = len;
     rq->responded = true;
     rq->abort_status = 0;
+    rq->stream_fn = NULL;
 }
 
 void cf_send(cf_req *rq, int status, const char *content_type, const void *body, size_t len)

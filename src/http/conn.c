@@ -41,7 +41,7 @@ enum conn_state {
 enum timer_kind { T_NONE, T_IDLE, T_HEADER, T_BODY, T_LINGER };
 
 struct cf_conn {
-    cf_stream s; /* TCP or Unix socket */
+    cf_socket s; /* TCP or Unix socket */
     cf_worker *w;
     cf_conn *next, *prev;
     enum conn_state state;
@@ -61,6 +61,7 @@ struct cf_conn {
     bool processing;   /* inside process(): do not re-enter */
     bool read_paused;
     bool rq_crashed;   /* its request will never finish: no longer counted */
+    struct drain_wait *drain_waiters; /* streaming writers waiting for the client */
     char peer[64];
 };
 
@@ -241,6 +242,8 @@ typedef struct write_req {
     char data[];
 } write_req;
 
+static void wake_drain_waiters(cf_conn *c);
+
 static void on_written(uv_write_t *u, int status)
 {
     write_req *wr = (write_req *)u;
@@ -248,6 +251,8 @@ static void on_written(uv_write_t *u, int status)
     free(wr);
     if (status < 0)
         conn_close(c);
+    else if (c->drain_waiters && queued_bytes(c) <= WRITE_HIGH_WATER)
+        wake_drain_waiters(c);
     else if (!c->closing && c->state == S_HEAD && !c->processing && c->len > c->pos &&
              queued_bytes(c) <= WRITE_HIGH_WATER)
         process(c); /* pipelined requests held back by the write backlog */
@@ -434,6 +439,14 @@ static void log_request(cf_conn *c, cf_req *rq, int status)
     cf_worker_log(w, line, (size_t)n);
 }
 
+/* The response has gone out (or, streamed, ended): count and log it. */
+static void request_sent(cf_conn *c, cf_req *rq)
+{
+    cf_metrics_request(c->w->metrics, rq->route, rq->status, cf_now_ns() - rq->start_ns);
+    if (c->w->access_log)
+        log_request(c, rq, rq->status);
+}
+
 /* The pipeline's transport hook: serialize and write the response. This
  * runs for every request, hence the hand-rolled formatting. */
 static void send_response(cf_req *rq)
@@ -448,7 +461,11 @@ static void send_response(cf_req *rq)
         rq->request_id = request_id(c, rq);
         cf_set_header(rq, "X-Request-Id", rq->request_id);
     }
-    bool has_entity = status >= 200 && status != 204 && status != 304;
+    bool has_entity = cf_status_has_body(status);
+    /* A streamed body has no length: chunked, or ended by closing (1.0). */
+    bool stream = rq->stream_fn && has_entity;
+    if (stream && rq->minor == 0)
+        close = true;
     size_t need = 256 + (rq->content_type ? strlen(rq->content_type) : 0);
     for (size_t i = 0; i < rq->resp_headers.len; i++)
         need += strlen(rq->resp_headers.items[i].name) + strlen(rq->resp_headers.items[i].value) + 4;
@@ -476,7 +493,9 @@ static void send_response(cf_req *rq)
         p = put_str(p, rq->content_type);
         p = PUT_LIT(p, "\r\n");
     }
-    if (has_entity) {
+    if (stream && rq->minor == 1) {
+        p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
+    } else if (has_entity && !stream) {
         p = PUT_LIT(p, "Content-Length: ");
         p = put_uint(p, rq->resp_len);
         p = PUT_LIT(p, "\r\n");
@@ -492,10 +511,106 @@ static void send_response(cf_req *rq)
     write_bufs(c, bufs, body ? 2 : 1);
     rq->bytes_sent = body ? rq->resp_len : 0;
     c->keep_alive = !close;
+    if (!rq->streaming) /* else once the body has ended (stream_end) */
+        request_sent(c, rq);
+}
 
-    cf_metrics_request(w->metrics, rq->route, status, cf_now_ns() - rq->start_ns);
-    if (w->access_log)
-        log_request(c, rq, status);
+/* ---- streaming bodies ------------------------------------------------------ */
+
+/* A writer suspended until the client has taken the backlog. It lives on
+ * the writer's stack for the length of the wait. */
+typedef struct drain_wait {
+    cf_waitable w;
+    cf_conn *c;
+    struct drain_wait *next, **pprev;
+} drain_wait;
+
+static void drain_unlink(drain_wait *d)
+{
+    if (!d->pprev)
+        return;
+    *d->pprev = d->next;
+    if (d->next)
+        d->next->pprev = d->pprev;
+    d->pprev = NULL;
+}
+
+static void drain_cancel(cf_waitable *w)
+{
+    drain_wait *d = (drain_wait *)w;
+    drain_unlink(d);
+    cf_waitable_complete(w, CF_ECANCELED);
+}
+
+static void wake_drain_waiters(cf_conn *c)
+{
+    while (c->drain_waiters) {
+        drain_wait *d = c->drain_waiters;
+        drain_unlink(d);
+        cf_waitable_complete(&d->w, 0);
+    }
+    cf_sched_run();
+}
+
+static int stream_write(cf_req *rq, const void *data, size_t len)
+{
+    cf_conn *c = rq->tp_ctx;
+    if (c->closing || c->w->stopping)
+        return CF_ECANCELED;
+    char size[24];
+    uv_buf_t bufs[3];
+    unsigned n = 0;
+    if (rq->minor == 1) {
+        bufs[n++] = uv_buf_init(size, (unsigned)snprintf(size, sizeof size, "%zx\r\n", len));
+        bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+        bufs[n++] = uv_buf_init("\r\n", 2);
+    } else {
+        bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+    }
+    write_bufs(c, bufs, n);
+    if (c->closing)
+        return CF_ECANCELED;
+    rq->bytes_sent += len;
+    if (queued_bytes(c) <= WRITE_HIGH_WATER)
+        return 0;
+    drain_wait d = {.c = c, .next = c->drain_waiters, .pprev = &c->drain_waiters};
+    cf_waitable_init(&d.w, drain_cancel);
+    if (d.next)
+        d.next->pprev = &d.next;
+    c->drain_waiters = &d;
+    int rc = cf_await(rq, &d.w, c->w->app->opt[CF_OPT_SEND_TIMEOUT]);
+    drain_unlink(&d);
+    if (!d.w.done)
+        cf_waitable_detach(&d.w); /* it dies with this frame */
+    if (rc == CF_ETIMEDOUT && !c->closing) {
+        if (c->w->access_log) {
+            char line[160];
+            int k = snprintf(line, sizeof line, "%s - - [%s] \"-\" - - - - (send timeout: the client "
+                             "took nothing for %lld ms)\n", c->peer, c->w->log_date,
+                             (long long)c->w->app->opt[CF_OPT_SEND_TIMEOUT]);
+            cf_worker_log(c->w, line, (size_t)k < sizeof line ? (size_t)k : sizeof line - 1);
+        }
+        conn_close(c); /* cancels the request: its producer ends */
+    }
+    return rc;
+}
+
+static void stream_end(cf_req *rq, int result)
+{
+    cf_conn *c = rq->tp_ctx;
+    if (!c->closing) {
+        /* A stream the server ends (stopping) is ended properly; one whose
+         * producer failed is cut, so the client sees it incomplete. */
+        if (result >= 0 || c->w->stopping) {
+            if (rq->minor == 1) {
+                uv_buf_t last = uv_buf_init("0\r\n\r\n", 5);
+                write_bufs(c, &last, 1);
+            }
+        } else {
+            c->keep_alive = false;
+        }
+    }
+    request_sent(c, rq);
 }
 
 /* The request has ended (teardown done, its tasks finished). */
@@ -535,7 +650,8 @@ static void request_crashed(cf_req *rq, bool main_task)
     conn_close(c);
 }
 
-static const cf_transport http_transport = {send_response, request_finished, request_crashed};
+static const cf_transport http_transport = {send_response, request_finished, request_crashed,
+                                             stream_write, stream_end};
 
 /* ---- reading ------------------------------------------------------------------ */
 
@@ -819,6 +935,12 @@ void cf_conn_accept(cf_worker *w)
 
 void cf_conn_stop_idle(cf_worker *w)
 {
+    /* Streaming bodies would run until their clients leave: their
+     * producers are cancelled, and the bodies ended properly (stream_end). */
+    for (cf_conn *c = w->conns; c; c = c->next)
+        if (c->state == S_HANDLING && c->rq && c->rq->streaming)
+            cf_req_cancel(c->rq);
+    cf_sched_run();
     /* Closing an idle keep-alive connection races with a request the
      * client may be sending right now (it would see a reset). Give each a
      * short grace instead: a request arriving meanwhile is answered with

@@ -30,6 +30,7 @@ static const struct {
     {"--header-timeout", CF_OPT_HEADER_TIMEOUT, K_TIME, "seconds for the request head, 408 after (10)"},
     {"--body-timeout", CF_OPT_BODY_TIMEOUT, K_TIME, "seconds between body bytes, 408 after (30)"},
     {"--keepalive-timeout", CF_OPT_KEEPALIVE_TIMEOUT, K_TIME, "idle keep-alive seconds (5)"},
+    {"--send-timeout", CF_OPT_SEND_TIMEOUT, K_TIME, "seconds a streaming response waits for a reader (30)"},
     {"--handler-timeout", CF_OPT_HANDLER_TIMEOUT, K_TIME, "seconds per request, 503 after (0: none)"},
     {"--max-connections", CF_OPT_MAX_CONNECTIONS, K_COUNT, "connections per worker, 503 above (16384)"},
     {"--stack-size", CF_OPT_STACK_SIZE, K_SIZE, "coroutine stack size (64K)"},

@@ -17,18 +17,18 @@
 typedef struct cf_conn cf_conn;
 
 /* A TCP or Unix stream: connections and the listener are either. */
-typedef union cf_stream {
+typedef union cf_socket {
     uv_handle_t handle;
     uv_stream_t stream;
     uv_tcp_t tcp;
     uv_pipe_t pipe;
-} cf_stream;
+} cf_socket;
 
 typedef struct cf_worker {
     cf_app *app;
     uv_loop_t *loop;
     cf_sched sched;
-    cf_stream listener;
+    cf_socket listener;
     bool is_unix;
     uv_signal_t sig_term;
     uv_prepare_t flush;

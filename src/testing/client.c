@@ -25,6 +25,7 @@ struct cf_test_response {
     size_t len;
     json_t *json;
     bool json_done;
+    int stream_result; /* a streamed body's producer result (negative: cut) */
     cf_test_response *next;
 };
 
@@ -116,9 +117,13 @@ static void capture(cf_req *rq)
         add_header(r, "Content-Type", rq->content_type);
     for (size_t i = 0; i < rq->resp_headers.len; i++)
         add_header(r, rq->resp_headers.items[i].name, rq->resp_headers.items[i].value);
-    char num[32];
-    snprintf(num, sizeof num, "%zu", rq->resp_len);
-    add_header(r, "Content-Length", num);
+    if (rq->stream_fn && cf_status_has_body(rq->status)) {
+        add_header(r, "Transfer-Encoding", "chunked");
+    } else {
+        char num[32];
+        snprintf(num, sizeof num, "%zu", rq->resp_len);
+        add_header(r, "Content-Length", num);
+    }
     size_t len = rq->is_head ? 0 : rq->resp_len;
     r->body = xstrndup(rq->resp_body ? rq->resp_body : "", len);
     r->len = len;
@@ -130,7 +135,28 @@ static void finished(cf_req *rq)
     tc->finished = true;
 }
 
-static const cf_transport test_transport = {capture, finished, NULL};
+/* A streamed piece: appended to the captured body at once. */
+static int capture_piece(cf_req *rq, const void *data, size_t len)
+{
+    cf_test_client *tc = rq->tp_ctx;
+    cf_test_response *r = tc->current;
+    char *body = realloc(r->body, r->len + len + 1);
+    if (!body)
+        abort();
+    memcpy(body + r->len, data, len);
+    r->len += len;
+    body[r->len] = 0;
+    r->body = body;
+    return 0;
+}
+
+static void capture_end(cf_req *rq, int result)
+{
+    cf_test_client *tc = rq->tp_ctx;
+    tc->current->stream_result = result;
+}
+
+static const cf_transport test_transport = {capture, finished, NULL, capture_piece, capture_end};
 
 static cf_test_response *new_response(cf_test_client *tc)
 {
@@ -272,6 +298,7 @@ int cf_test_run_queue(cf_test_client *tc, int64_t timeout_ms)
 }
 
 int cf_test_status(const cf_test_response *r) { return r ? r->status : 0; }
+int cf_test_stream_result(const cf_test_response *r) { return r ? r->stream_result : 0; }
 
 const char *cf_test_header(const cf_test_response *r, const char *name)
 {
