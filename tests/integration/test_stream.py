@@ -258,6 +258,26 @@ def t_sigterm_ends_event_stream():
         srv = main_srv
 
 
+def t_example_stream():
+    """examples/stream: the clock (resumed), the progress log, the CSV export."""
+    ex = H.Server(H.example_path("stream"), args=["--workers", "1"], name="example-stream")
+    try:
+        ex.start()
+        r = H.http(ex.port, "GET", "/progress?steps=2")
+        eq(r.body, b"step 1/2 done\nstep 2/2 done\nfinished\n", "/progress")
+        r = H.http(ex.port, "GET", "/export.csv?rows=1000")
+        lines = r.body.decode().splitlines()
+        eq((len(lines), lines[0], lines[-1]), (1001, "id,square,label", "1000,1000000,row-1000"),
+           "/export.csv rows")
+        with Conn(ex.port) as c:
+            c.send(request_bytes("GET", "/clock", headers={"Last-Event-ID": "41"}))
+            ev = c._read_until(b"\n\n", time.monotonic() + 5)
+        check(b"event: tick\nid: 42\ndata: 20" in ev, f"first clock event: {ev!r}")
+        H.stop_and_check(ex, expect_status=0)
+    finally:
+        ex.kill()
+
+
 def main():
     global srv
     H.watchdog(200)
