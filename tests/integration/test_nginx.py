@@ -17,6 +17,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -116,6 +117,22 @@ def main():
             r = s.get(base + "/headers", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=5)
             hdrs = {k.lower(): v for k, v in r.json()}
             eq(hdrs.get("x-forwarded-for"), "203.0.113.9, 127.0.0.1", "X-Forwarded-For chain")
+
+        def t_sse_passes_at_once():
+            # With the documented config (proxy buffering on) each event
+            # passes nginx as it comes. (cf_sse's X-Accel-Buffering: no
+            # turns nginx's buffering off for the response as well; this
+            # config does not need it.)
+            t0 = time.monotonic()
+            seen = []
+            with s.get(base + "/ticks?n=4&ms=300", stream=True, timeout=10) as r:
+                eq(r.headers.get("Content-Type"), "text/event-stream", "Content-Type")
+                for line in r.iter_lines():
+                    if line:
+                        seen.append((time.monotonic() - t0, line))
+            eq([x for _, x in seen], [f"data: tick {i}".encode() for i in range(1, 5)], "events")
+            print(f"     events through nginx at {[round(t * 1000) for t, _ in seen]} ms")
+            check(seen[0][0] < 0.6, f"the first event arrived after {seen[0][0]:.2f}s: buffered")
 
         def t_access_log_and_keepalive():
             # A query of their own tells these lines from the earlier tests'

@@ -29,6 +29,8 @@
  *                               worker drops this request's connection,
  *                               drains its others and exits 70
  *   GET  /abort                 calls abort() (SIGABRT): the same
+ *   GET  /ticks?n=N&ms=M        Server-Sent Events "tick i", M ms apart (the
+ *                               nginx test: events pass the proxy at once)
  *
  * Limits come from the environment so one binary serves every test:
  * CF_TEST_HEADER_TIMEOUT_MS, CF_TEST_BODY_TIMEOUT_MS, CF_TEST_KEEPALIVE_MS,
@@ -269,6 +271,30 @@ static void opt_from_env(cf_app *app, const char *var, cf_option opt)
     }
 }
 
+static int tick_events(cf_req *rq, void *arg)
+{
+    long *nm = arg;
+    for (long i = 1; i <= nm[0]; i++) {
+        char data[32];
+        snprintf(data, sizeof data, "tick %ld", i);
+        int rc = cf_sse_send(rq, NULL, NULL, data);
+        if (rc == 0 && i < nm[0])
+            rc = cf_sleep(rq, (uint64_t)nm[1]);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void ticks(cf_req *rq)
+{
+    long *nm = cf_alloc(rq, 2 * sizeof *nm);
+    const char *n = cf_arg(rq, "n"), *ms = cf_arg(rq, "ms");
+    nm[0] = n ? atol(n) : 3;
+    nm[1] = ms ? atol(ms) : 0;
+    cf_sse(rq, tick_events, nm);
+}
+
 int main(int argc, char **argv)
 {
     cf_app *app = cf_app_new();
@@ -302,6 +328,7 @@ int main(int argc, char **argv)
     cf_route(app, "GET", "/pid", pid);
     cf_route(app, "GET", "/segfault", segfault);
     cf_route(app, "GET", "/abort", abort_view);
+    cf_route(app, "GET", "/ticks", ticks);
     cf_route_set_max_body(cf_route(app, "POST", "/small-body", small_body), 1024);
 
     int rc = cf_run(app, argc, argv);
