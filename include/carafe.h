@@ -175,7 +175,8 @@ typedef enum cf_option {
     CF_OPT_GRACEFUL_TIMEOUT,   /* drain on SIGTERM/SIGHUP, default 30 s */
     CF_OPT_MAX_REQUESTS,       /* recycle a worker after N; 0 (default): never */
     CF_OPT_SEND_TIMEOUT,       /* a streaming response waits this long for a
-                                * client that takes nothing, default 30 s */
+                                * client that takes nothing, default 30 s;
+                                * 0: no limit */
 } cf_option;
 int cf_app_set(cf_app *app, cf_option option, int64_t value);
 int64_t cf_app_get(const cf_app *app, cf_option option);

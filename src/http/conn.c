@@ -578,7 +578,8 @@ static int stream_write(cf_req *rq, const void *data, size_t len)
     if (d.next)
         d.next->pprev = &d.next;
     c->drain_waiters = &d;
-    int rc = cf_await(rq, &d.w, c->w->app->opt[CF_OPT_SEND_TIMEOUT]);
+    int64_t limit = c->w->app->opt[CF_OPT_SEND_TIMEOUT];
+    int rc = cf_await(rq, &d.w, limit > 0 ? limit : -1);
     drain_unlink(&d);
     if (!d.w.done)
         cf_waitable_detach(&d.w); /* it dies with this frame */

@@ -3,7 +3,8 @@
  * request with a fuzzed method, target, headers and body goes through the
  * whole pipeline in-process (the test client: parser, percent-decoding,
  * router with every converter, query, cookie, form and JSON parsing,
- * url_for, hooks, JSON responses) of an app whose handlers read all of it.
+ * url_for, hooks, JSON responses, a Server-Sent Event) of an app whose
+ * handlers read all of it.
  *
  * Besides crashes, sanitizer reports and leaks (libFuzzer checks each
  * input), it aborts when a response is not one a client could use: a
@@ -66,6 +67,19 @@ static void before(cf_req *rq)
     cf_g_set(rq, "seen", (void *)cf_path(rq));
 }
 
+/* A Server-Sent Event built from fuzzed arguments: line breaks in the data
+ * split it into data: lines; in the event or id they are refused. */
+static int one_event(cf_req *rq, void *arg)
+{
+    (void)arg;
+    int rc = cf_sse_send(rq, cf_arg(rq, "e"), cf_arg(rq, "id"), cf_arg(rq, "d"));
+    if (rc == CF_EINVAL)
+        rc = cf_writef(rq, ": refused %s\n\n", cf_header(rq, "Last-Event-ID") ? "resume" : "new");
+    return rc;
+}
+
+static void events(cf_req *rq) { cf_sse(rq, one_event, NULL); }
+
 static void not_found(cf_req *rq) { cf_json(rq, 404, "{s:s?}", "missing", cf_path(rq)); }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -81,6 +95,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     cf_route(app, "GET,POST,PUT", "/echo/<name>/", echo);
     cf_route(app, "GET,POST,PATCH,DELETE", "/echo", echo);
     cf_route(app, "GET", "/headers", headers);
+    cf_route(app, "GET", "/events", events);
     cf_before_request(app, before);
     cf_errorhandler(app, 404, not_found);
     tc = cf_test_client_new(app);
@@ -137,6 +152,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (cl && strcmp(method, "HEAD") != 0)
         CHECK(strtoull(cl, NULL, 10) == len);
     CHECK(len == 0 || rb != NULL);
+    /* A streamed event ended well is whole: it ends with a blank line. */
+    const char *te = cf_test_header(r, "Transfer-Encoding");
+    if (te && strcmp(method, "HEAD") != 0 && status == 200) {
+        CHECK(cf_test_stream_result(r) == 0);
+        CHECK(len >= 2 && rb[len - 1] == '\n' && rb[len - 2] == '\n');
+    }
     free(buf);
     /* Responses are kept by the client until it is freed: start afresh
      * now and then so memory stays flat over a long run. */
