@@ -43,13 +43,24 @@ void cf_stream_run(cf_req *rq)
     rq->tp->stream_end(rq, rc);
 }
 
+/* Larger writes go out as several chunks (libuv's buffers count in 32 bits). */
+#define MAX_PIECE ((size_t)1 << 30)
+
 int cf_write(cf_req *rq, const void *data, size_t len)
 {
     if (!rq->streaming || !cf_on_loop_thread())
         return CF_EPERM;
     if (cf_cancelled(rq))
         return CF_ECANCELED;
-    return len ? rq->tp->write(rq, data, len) : 0;
+    const char *p = data;
+    int rc = 0;
+    while (len && rc == 0) {
+        size_t n = len < MAX_PIECE ? len : MAX_PIECE;
+        rc = rq->tp->write(rq, p, n);
+        p += n;
+        len -= n;
+    }
+    return rc;
 }
 
 int cf_writef(cf_req *rq, const char *fmt, ...)

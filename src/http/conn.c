@@ -154,6 +154,8 @@ static int64_t timer_ms(cf_conn *c, enum timer_kind kind)
     }
 }
 
+static void log_event(cf_conn *c, int status, size_t bytes, const char *what);
+
 /* A short text/plain answer of the server's own (a parse error, a limit, a
  * timeout), logged like a request; the caller sends bufs and closes. */
 typedef struct canned {
@@ -173,12 +175,7 @@ static void canned_build(cf_conn *c, canned *k, int status, const char *reason)
                       status, cf_reason_phrase(status), cf_worker_date(c->w), bl);
     k->bufs[0] = uv_buf_init(k->head, (unsigned)hl);
     k->bufs[1] = uv_buf_init(k->body, (unsigned)bl);
-    if (c->w->access_log) {
-        char line[512];
-        int n = snprintf(line, sizeof line, "%s - - [%s] \"-\" %d %d 0.000ms - (%s)\n", c->peer,
-                         c->w->log_date, status, bl, reason);
-        cf_worker_log(c->w, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
-    }
+    log_event(c, status, (size_t)bl, reason);
 }
 
 /* The client is too slow: one try to tell it, then the connection goes. */
@@ -439,6 +436,30 @@ static void log_request(cf_conn *c, cf_req *rq, int status)
     cf_worker_log(w, line, (size_t)n);
 }
 
+/* An access log line for what the server did on its own (a framing error,
+ * a timeout), with no request to name; status 0 is logged as "-". */
+static void log_event(cf_conn *c, int status, size_t bytes, const char *what)
+{
+    cf_worker *w = c->w;
+    if (!w->access_log)
+        return;
+    char line[640], st[8] = "-", esc[256];
+    if (status)
+        snprintf(st, sizeof st, "%d", status);
+    int n;
+    if (w->log_json) {
+        json_escape(esc, sizeof esc, what);
+        n = snprintf(line, sizeof line,
+                     "{\"time\":\"%s\",\"remote\":\"%s\",\"status\":%s,\"bytes\":%zu,"
+                     "\"error\":\"%s\"}\n", w->log_date, c->peer, status ? st : "null", bytes, esc);
+    } else {
+        n = snprintf(line, sizeof line, "%s - - [%s] \"-\" %s %zu 0.000ms - (%s)\n", c->peer,
+                     w->log_date, st, bytes, what);
+    }
+    if (n > 0)
+        cf_worker_log(w, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
 /* The response has gone out (or, streamed, ended): count and log it. */
 static void request_sent(cf_conn *c, cf_req *rq)
 {
@@ -521,7 +542,6 @@ static void send_response(cf_req *rq)
  * the writer's stack for the length of the wait. */
 typedef struct drain_wait {
     cf_waitable w;
-    cf_conn *c;
     struct drain_wait *next, **pprev;
 } drain_wait;
 
@@ -573,7 +593,7 @@ static int stream_write(cf_req *rq, const void *data, size_t len)
     rq->bytes_sent += len;
     if (queued_bytes(c) <= WRITE_HIGH_WATER)
         return 0;
-    drain_wait d = {.c = c, .next = c->drain_waiters, .pprev = &c->drain_waiters};
+    drain_wait d = {.next = c->drain_waiters, .pprev = &c->drain_waiters};
     cf_waitable_init(&d.w, drain_cancel);
     if (d.next)
         d.next->pprev = &d.next;
@@ -584,13 +604,7 @@ static int stream_write(cf_req *rq, const void *data, size_t len)
     if (!d.w.done)
         cf_waitable_detach(&d.w); /* it dies with this frame */
     if (rc == CF_ETIMEDOUT && !c->closing) {
-        if (c->w->access_log) {
-            char line[160];
-            int k = snprintf(line, sizeof line, "%s - - [%s] \"-\" - - - - (send timeout: the client "
-                             "took nothing for %lld ms)\n", c->peer, c->w->log_date,
-                             (long long)c->w->app->opt[CF_OPT_SEND_TIMEOUT]);
-            cf_worker_log(c->w, line, (size_t)k < sizeof line ? (size_t)k : sizeof line - 1);
-        }
+        log_event(c, 0, 0, "send timeout: the client took nothing");
         conn_close(c); /* cancels the request: its producer ends */
     }
     return rc;

@@ -569,6 +569,10 @@ def t_access_log_json():
         eq(r4.body, b"12345", "echo")
         bad = get(p, "/hello", headers={"X-Request-Id": "has space"})
         check(HEX16.match(bad.header("X-Request-Id") or ""), "an unsafe client id is replaced")
+        # the server's own answer to a request it cannot parse is a record too
+        with H.Conn(p) as c:
+            c.send(b'GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n')
+            eq(c.read_response().status, 400, "bad request line")
 
         def lines():
             try:
@@ -576,9 +580,12 @@ def t_access_log_json():
                     return f.read().splitlines()
             except OSError:
                 return []
-        H.wait_until(lambda: len(lines()) >= 5, 3, what="5 lines in the access log file")
+        H.wait_until(lambda: len(lines()) >= 6, 3, what="6 lines in the access log file")
         recs = [json.loads(line) for line in lines()]  # each line one JSON object
-        eq(len(recs), 5, "log lines")
+        eq(len(recs), 6, "log lines")
+        own = recs.pop()
+        eq((own["status"], own["remote"]), (400, "127.0.0.1"), f"the 400's record {own}")
+        check(own["error"] and own["bytes"] > 0, f"the 400's record {own}")
         for rec in recs:
             for k in ("method", "target", "status", "bytes", "duration_ms", "request_id"):
                 check(k in rec, f"{k} missing in {rec}")
