@@ -670,8 +670,10 @@ typedef struct cf_queue_opts {
  * beside the app's SQLite database, "<db>-queue.db", else queue.db in the
  * current directory):
  *   sqlite:///relative.db, sqlite:////absolute/path.db
- *   redis://host:port/db           Redis Streams (several machines; no password)
- * Creates the SQLite tables if needed / checks that Redis answers. 0, or
+ *   redis://[[user]:password@]host[:port][/db]   Redis Streams (several
+ *                                  machines); percent-encode the password
+ * Creates the SQLite tables if needed / checks that Redis answers (AUTH,
+ * SELECT, PING). 0, or
  * CF_EDBURL / CF_EDBCONN with the reason on stderr. Called implicitly by the
  * first cf_queue_handler. */
 int cf_queue_open(cf_app *app, const char *url);

@@ -65,6 +65,7 @@ typedef struct cf_queue {
     char *path;       /* SQLite file */
     char *rhost;      /* Redis */
     int rport, rdb;
+    char *ruser, *rpass; /* AUTH, when the URL has them (ruser may be NULL) */
     q_handler *h;
     size_t nh;
     pthread_mutex_t mu;
@@ -182,6 +183,8 @@ void cf_queue_free(void *p)
     free(q->h);
     free(q->path);
     free(q->rhost);
+    free(q->ruser);
+    free(q->rpass);
     pthread_mutex_destroy(&q->mu);
     pthread_mutex_destroy(&q->wmu);
     free(q);
@@ -1057,9 +1060,76 @@ int64_t cf_queue_pending(cf_req *rq, const char *name)
  * visibility timeout.
  */
 
+/* AUTH's arguments: ("AUTH", password) or ("AUTH", user, password). */
+static int redis_auth_argv(const char *user, const char *pass, const char **argv)
+{
+    argv[0] = "AUTH";
+    argv[1] = user ? user : pass;
+    argv[2] = pass;
+    return user ? 3 : 2;
+}
+
+/* A command on a blocking connection that must answer +OK: NULL, or why not. */
+static const char *redis_sync_ok(redisContext *c, redisReply *r, char *err, size_t cap)
+{
+    bool ok = r && r->type == REDIS_REPLY_STATUS;
+    snprintf(err, cap, "%s", r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
+    if (r)
+        freeReplyObject(r);
+    return ok ? NULL : err;
+}
+
+/* AUTH, SELECT and PING on a new blocking connection: NULL, or why not. */
+static const char *redis_sync_setup(redisContext *c, const char *user, const char *pass, int db,
+                                    char *err, size_t cap)
+{
+    const char *why = NULL;
+    if (pass) {
+        const char *argv[3];
+        int argc = redis_auth_argv(user, pass, argv);
+        why = redis_sync_ok(c, redisCommandArgv(c, argc, argv, NULL), err, cap);
+    }
+    if (!why && db)
+        why = redis_sync_ok(c, redisCommand(c, "SELECT %d", db), err, cap);
+    if (!why) /* a server wanting a password we do not have says so here */
+        why = redis_sync_ok(c, redisCommand(c, "PING"), err, cap);
+    return why;
+}
+
+/* One piece of the URL's user information, percent-decoded (NULL: empty
+ * or badly encoded). */
+static char *userinfo_part(const char *s, size_t len)
+{
+    if (!len)
+        return NULL;
+    char *out = malloc(len + 1);
+    if (!out)
+        abort();
+    memcpy(out, s, len);
+    out[len] = 0;
+    if (cf_url_decode(out, len, false) < 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* redis://[[user]:password@]host[:port][/db] */
 static int redis_open(cf_app *app, const char *url, const char *from)
 {
     const char *p = url + 8;
+    const char *at = strrchr(p, '@');
+    char *user = NULL, *pass = NULL;
+    bool bad = false;
+    if (at) {
+        const char *sep = memchr(p, ':', (size_t)(at - p));
+        if (sep) {
+            user = userinfo_part(p, (size_t)(sep - p));
+            pass = userinfo_part(sep + 1, (size_t)(at - sep - 1));
+        }
+        bad = !pass; /* a user name alone: AUTH needs a password */
+        p = at + 1;
+    }
     const char *colon = strchr(p, ':'), *slash = strchr(p, '/');
     size_t hlen = colon && (!slash || colon < slash) ? (size_t)(colon - p)
                   : slash                          ? (size_t)(slash - p)
@@ -1069,9 +1139,11 @@ static int redis_open(cf_app *app, const char *url, const char *from)
         port = atoi(colon + 1);
     if (slash && slash[1])
         db = atoi(slash + 1);
-    if (hlen == 0 || hlen > 255 || port <= 0 || port > 65535 || db < 0 || strchr(p, '@')) {
-        fprintf(stderr, "carafe: %s %s is not redis://host:port/db (no password support)\n", from,
-                url);
+    if (bad || hlen == 0 || hlen > 255 || port <= 0 || port > 65535 || db < 0) {
+        /* not the URL itself: it may hold a password */
+        fprintf(stderr, "carafe: %s is not redis://[[user]:password@]host[:port][/db]\n", from);
+        free(user);
+        free(pass);
         return CF_EDBURL;
     }
     char host[256];
@@ -1079,19 +1151,29 @@ static int redis_open(cf_app *app, const char *url, const char *from)
     host[hlen] = 0;
     struct timeval tv = {2, 0};
     redisContext *c = redisConnectWithTimeout(host, port, tv);
-    if (!c || c->err) {
-        fprintf(stderr, "carafe: cannot reach the task queue %s: %s\n", url,
-                c ? c->errstr : "out of memory");
-        if (c)
-            redisFree(c);
+    char err[256];
+    const char *why = !c     ? "out of memory"
+                      : c->err ? c->errstr
+                               : redis_sync_setup(c, user, pass, db, err, sizeof err);
+    if (why)
+        fprintf(stderr, "carafe: cannot use the task queue redis://%s%s%s:%d/%d: %s\n",
+                user ? user : "", pass ? ":***@" : "", host, port, db, why);
+    if (c)
+        redisFree(c);
+    if (why) {
+        free(user);
+        free(pass);
         return CF_EDBCONN;
     }
-    redisFree(c);
     cf_queue *q = queue_of(app);
     free(q->rhost);
+    free(q->ruser);
+    free(q->rpass);
     q->rhost = xstrdup(host);
     q->rport = port;
     q->rdb = db;
+    q->ruser = user;
+    q->rpass = pass;
     q->kind = Q_REDIS;
     return 0;
 }
@@ -1186,6 +1268,14 @@ static void r_connected(const redisAsyncContext *c, int status)
     }
 }
 
+static void r_setup_reply(redisAsyncContext *c, void *reply, void *what)
+{
+    redisReply *r = reply;
+    (void)c;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        fprintf(stderr, "carafe: task queue: Redis refused %s: %s\n", (const char *)what, r->str);
+}
+
 static redisAsyncContext *r_conn(q_loop *L)
 {
     if (L->rc)
@@ -1203,8 +1293,15 @@ static redisAsyncContext *r_conn(q_loop *L)
     uv_unref(r_handle(c)); /* only while replies are awaited (redis_cmd) */
     redisAsyncSetConnectCallback(c, r_connected);
     redisAsyncSetDisconnectCallback(c, r_disconnected);
+    /* Sent ahead of any command (hiredis keeps the order); a refusal is
+     * logged, and the commands after it fail with Redis's NOAUTH. */
+    if (L->q->rpass) {
+        const char *argv[3];
+        int argc = redis_auth_argv(L->q->ruser, L->q->rpass, argv);
+        redisAsyncCommandArgv(c, r_setup_reply, "AUTH", argc, argv, NULL);
+    }
     if (L->q->rdb)
-        redisAsyncCommand(c, NULL, NULL, "SELECT %d", L->q->rdb);
+        redisAsyncCommand(c, r_setup_reply, "SELECT", "SELECT %d", L->q->rdb);
     L->rc = c;
     return c;
 }
@@ -1525,11 +1622,9 @@ static int64_t redis_count_sync(cf_queue *q)
     struct timeval tv = {2, 0};
     redisContext *c = redisConnectWithTimeout(q->rhost, q->rport, tv);
     int64_t n = -1;
-    if (c && !c->err) {
-        redisReply *r = q->rdb ? redisCommand(c, "SELECT %d", q->rdb) : NULL;
-        if (r)
-            freeReplyObject(r);
-        r = redisCommand(c, "EVAL %s 0 %s", lua_count, "");
+    char err[256];
+    if (c && !c->err && !redis_sync_setup(c, q->ruser, q->rpass, q->rdb, err, sizeof err)) {
+        redisReply *r = redisCommand(c, "EVAL %s 0 %s", lua_count, "");
         if (r && r->type == REDIS_REPLY_INTEGER)
             n = r->integer;
         if (r)

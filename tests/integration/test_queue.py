@@ -16,6 +16,11 @@ test_queue.py — the SQLite task queue across real processes
                            file: the 1 s periodic job runs once per period
   queue_only               a --queue-only instance binds no port and runs the
                            jobs another (since stopped) instance enqueued
+
+Then each again on Redis 7 (a server wanting a password: the tests' URL has
+an ACL user and a percent-encoded password), and the URL's password forms:
+a wrong one, none, a user without one (each refused at start, stderr naming
+no password), and redis://:password@host:port/db.
 """
 import json
 import os
@@ -207,11 +212,62 @@ def t_queue_only():
         H.stop_and_check(worker, expect_status=0)
 
 
-def redis_flush():
+# The Redis part runs against a server that wants a password, as the tests'
+# ACL user with characters that must be percent-encoded in the URL.
+REDIS_USER, REDIS_PASS, REDIS_DEFAULT_PASS = "carafe", "p@ss:w/rd", "defaultpw"
+
+
+def redis_flush(port):
     import socket
-    with socket.create_connection(("127.0.0.1", int(REDIS_URL.split(":")[2].split("/")[0]))) as s:
-        s.sendall(b"FLUSHALL\r\n")
-        s.recv(100)
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(f"AUTH {REDIS_USER} {REDIS_PASS}\r\nFLUSHALL\r\n".encode())
+        got = b""
+        while got.count(b"\r\n") < 2:
+            got += s.recv(100)
+        eq(got, b"+OK\r\n+OK\r\n", "AUTH and FLUSHALL")
+
+
+def redis_auth_cases(port):
+    """The queue URL's password forms, and refusals that name no password."""
+    failures = []
+
+    def exits_with(url, message):
+        env = fresh()
+        env["QUEUE_URL"] = url
+        import subprocess
+        p = subprocess.run([APP, "--port", "0"], env={**os.environ, **env}, timeout=20,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        err = p.stderr.decode()
+        eq(p.returncode, 1, f"exit status with {url}: {err}")
+        check(message in err, f"stderr with {url}: {err!r}")
+        check("wrong-one" not in err and "defaultpw" not in err, f"a password on stderr: {err!r}")
+
+    def t_wrong_password():
+        exits_with(f"redis://{REDIS_USER}:wrong-one@127.0.0.1:{port}/0",
+                   f"redis://{REDIS_USER}:***@127.0.0.1:{port}/0: WRONGPASS")
+
+    def t_no_password():
+        exits_with(f"redis://127.0.0.1:{port}/0", "NOAUTH")
+
+    def t_user_without_password():
+        exits_with(f"redis://{REDIS_USER}@127.0.0.1:{port}/0", "is not redis://")
+
+    def t_password_only_form_and_db():
+        env = fresh()
+        env["QUEUE_URL"] = f"redis://:{REDIS_DEFAULT_PASS}@127.0.0.1:{port}/3"
+        srv = H.Server(APP, ["--workers", "1"], env=env).start()
+        try:
+            jid = enqueue(srv, "note", {"n": 7})
+            H.wait_until(lambda: any(l.startswith(f"done {jid} ") for l in lines(env)), 10,
+                         what="the job done")
+        finally:
+            H.stop_and_check(srv, expect_status=0)
+
+    for name, fn in [("wrong_password", t_wrong_password), ("no_password", t_no_password),
+                     ("user_without_password", t_user_without_password),
+                     ("password_only_form_and_db", t_password_only_form_and_db)]:
+        failures += ["redis/" + f for f in H.run_tests([(name, fn)])]
+    return failures
 
 
 def main():
@@ -229,14 +285,19 @@ def main():
             import subprocess
             port = H.free_port()
             redis = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--daemonize", "no"],
+                                      "--appendonly", "no", "--daemonize", "no",
+                                      "--requirepass", REDIS_DEFAULT_PASS,
+                                      "--user", REDIS_USER, "on", ">" + REDIS_PASS, "~*", "&*",
+                                      "+@all"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            REDIS_URL = f"redis://127.0.0.1:{port}/0"
+            from urllib.parse import quote
+            REDIS_URL = f"redis://{REDIS_USER}:{quote(REDIS_PASS, safe='')}@127.0.0.1:{port}/0"
             H.wait_until(lambda: _can_connect(port), 5, what="redis-server up")
             print(f"== redis ({exe})")
             for name, fn in tests:
-                redis_flush()
+                redis_flush(port)
                 failures += ["redis/" + f for f in H.run_tests([(name, fn)])]
+            failures += redis_auth_cases(port)
     finally:
         if redis is not None:
             redis.terminate()
