@@ -377,17 +377,18 @@ bool cf_cancelled(cf_req *rq);
  * ends the body; a negative return cuts it (the connection closes without
  * the last chunk, so the client knows the body is incomplete). fn is not
  * run for HEAD, 204 and 304. The handler timeout does not cover fn; the
- * client going away, or the server stopping (drain on SIGTERM/SIGHUP), makes
- * its waits return CF_ECANCELED, and in the second case the body is ended
- * properly. Like the other response calls, a later one replaces it. */
+ * client going away makes its waits return CF_ECANCELED. On a graceful stop
+ * it runs to its end like any request (up to the graceful timeout); event
+ * streams (cf_sse) are cancelled instead, and ended properly. Like the other
+ * response calls, a later one replaces it. */
 void cf_stream(cf_req *rq, int status, const char *content_type,
                cf_task_fn fn, void *arg);
 /* Send a piece of a streaming body, at once (in its producer, or a task it
  * spawned). The bytes are copied; a long stream does not grow the request's
  * memory. Suspends while more than 64 KiB wait for the client. Returns 0,
- * CF_ECANCELED (client gone, or the server stopping), CF_ETIMEDOUT (the
- * client took nothing for the send timeout: the connection is closed), or
- * CF_EPERM (no streaming body is being sent). */
+ * CF_ECANCELED (client gone; for an event stream also the server stopping),
+ * CF_ETIMEDOUT (the client took nothing for the send timeout: the
+ * connection is closed), or CF_EPERM (no streaming body is being sent). */
 int cf_write(cf_req *rq, const void *data, size_t len);
 /* cf_write of a printf-formatted piece. */
 int cf_writef(cf_req *rq, const char *fmt, ...)
@@ -402,6 +403,30 @@ void cf_sse(cf_req *rq, cf_task_fn fn, void *arg);
  * what cf_write returns, or CF_EINVAL for an event or id with a line break.
  * A comment line (": ping\n\n" with cf_write) keeps idle proxies open. */
 int cf_sse_send(cf_req *rq, const char *event, const char *id, const char *data);
+
+/* ------------------------------------------------------------------ */
+/* Files                                                              */
+/* ------------------------------------------------------------------ */
+
+/* Answer with the file at `path` (Flask's send_file). It is opened and read
+ * on the thread pool and sent in 64 KiB pieces with its Content-Length (a
+ * big file costs one buffer). content_type NULL: from the extension
+ * (application/octet-stream if unknown). Sets ETag and Last-Modified and
+ * answers 304 to a matching If-None-Match or If-Modified-Since; a single
+ * byte Range gets 206 (416 outside the file), several get the whole file.
+ * A missing file, a directory or one that cannot be read: 404 (cf_abort,
+ * naming no path). Suspends. */
+void cf_send_file(cf_req *rq, const char *path, const char *content_type);
+/* cf_send_file of `name` inside `dir` (Flask's send_from_directory): a
+ * name with a "." or ".." segment, an empty one, or a leading "/" is a 404,
+ * so a name from the URL cannot leave dir. */
+void cf_send_from_directory(cf_req *rq, const char *dir, const char *name);
+/* Serve the files under `dir` at `prefix` (Flask's static folder): GET and
+ * HEAD on prefix/<path:filename>, route name "static" (cf_url_for(rq,
+ * "static", "filename", "app.css", NULL)). dir is copied. */
+#define cf_static(app_or_group, prefix, dir) \
+    cf_static_add(CF_GROUP(app_or_group), (prefix), (dir))
+cf_route *cf_static_add(cf_group *group, const char *prefix, const char *dir);
 
 /* ------------------------------------------------------------------ */
 /* Outgoing HTTP (libcurl's multi interface on the worker's loop)       */

@@ -111,6 +111,7 @@ void cf_app_free(cf_app *app)
     for (cf_route *r = app->routes, *next; r; r = next) {
         next = r->next_all;
         free(r->name);
+        free(r->static_dir);
         for (size_t i = 0; i < r->nother; i++)
             free(r->other_methods[i]);
         free(r->other_methods);

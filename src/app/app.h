@@ -56,6 +56,7 @@ struct cf_route {
     cf_handler handler;
     size_t max_body; /* 0: the app's */
     bool threaded;
+    char *static_dir; /* cf_static's directory */
     cf_handler_list middleware;
     /* Middleware of the groups (root first) then of the route, rebuilt
      * when the app's set-up changes. */

@@ -97,6 +97,9 @@ struct cf_req {
     cf_task_fn stream_fn; /* cf_stream's producer, or NULL */
     void *stream_arg;
     bool streaming;       /* its head went out and the producer runs */
+    bool stream_sized;    /* Content-Length stream_len instead of chunks */
+    bool stream_events;   /* cf_sse: ended (properly) when the server stops */
+    uint64_t stream_len;
 
     /* pipeline */
     size_t chain_pos;
@@ -152,6 +155,9 @@ static inline bool cf_status_has_body(int status)
 }
 /* Run a streaming response's producer and end its body (stream.c). */
 void cf_stream_run(cf_req *rq);
+/* cf_stream with a known length: sent with Content-Length, unframed. */
+void cf_stream_sized(cf_req *rq, int status, const char *content_type, uint64_t len,
+                     cf_task_fn fn, void *arg);
 uint64_t cf_now_ns(void);
 
 #endif

@@ -98,6 +98,7 @@ static void set_response(cf_req *rq, int status, const char *content_type, char 
     rq->responded = true;
     rq->abort_status = 0;
     rq->stream_fn = NULL;
+    rq->stream_sized = rq->stream_events = false;
 }
 
 void cf_send(cf_req *rq, int status, const char *content_type, const void *body, size_t len)

@@ -29,11 +29,22 @@ void cf_stream(cf_req *rq, int status, const char *content_type, cf_task_fn fn, 
     rq->stream_arg = arg;
 }
 
+void cf_stream_sized(cf_req *rq, int status, const char *content_type, uint64_t len,
+                     cf_task_fn fn, void *arg)
+{
+    cf_stream(rq, status, content_type, fn, arg);
+    if (rq->stream_fn) {
+        rq->stream_sized = true;
+        rq->stream_len = len;
+    }
+}
+
 void cf_sse(cf_req *rq, cf_task_fn fn, void *arg)
 {
     cf_stream(rq, 200, "text/event-stream", fn, arg);
     cf_set_header(rq, "Cache-Control", "no-cache");
     cf_set_header(rq, "X-Accel-Buffering", "no");
+    rq->stream_events = rq->stream_fn != NULL;
 }
 
 void cf_stream_run(cf_req *rq)

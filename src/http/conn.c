@@ -485,7 +485,8 @@ static void send_response(cf_req *rq)
     bool has_entity = cf_status_has_body(status);
     /* A streamed body has no length: chunked, or ended by closing (1.0). */
     bool stream = rq->stream_fn && has_entity;
-    if (stream && rq->minor == 0)
+    bool chunked = stream && !rq->stream_sized && rq->minor == 1;
+    if (stream && !rq->stream_sized && rq->minor == 0)
         close = true;
     size_t need = 256 + (rq->content_type ? strlen(rq->content_type) : 0);
     for (size_t i = 0; i < rq->resp_headers.len; i++)
@@ -514,11 +515,11 @@ static void send_response(cf_req *rq)
         p = put_str(p, rq->content_type);
         p = PUT_LIT(p, "\r\n");
     }
-    if (stream && rq->minor == 1) {
+    if (chunked) {
         p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
-    } else if (has_entity && !stream) {
+    } else if (has_entity && (!stream || rq->stream_sized)) {
         p = PUT_LIT(p, "Content-Length: ");
-        p = put_uint(p, rq->resp_len);
+        p = put_uint(p, stream ? (size_t)rq->stream_len : rq->resp_len);
         p = PUT_LIT(p, "\r\n");
     }
     if (close)
@@ -575,12 +576,14 @@ static void wake_drain_waiters(cf_conn *c)
 static int stream_write(cf_req *rq, const void *data, size_t len)
 {
     cf_conn *c = rq->tp_ctx;
-    if (c->closing || c->w->stopping)
+    if (c->closing || (c->w->stopping && rq->stream_events))
         return CF_ECANCELED;
+    if (rq->stream_sized && len > rq->stream_len - rq->bytes_sent)
+        return CF_EINVAL; /* more than the Content-Length said */
     char size[24];
     uv_buf_t bufs[3];
     unsigned n = 0;
-    if (rq->minor == 1) {
+    if (rq->minor == 1 && !rq->stream_sized) {
         bufs[n++] = uv_buf_init(size, (unsigned)snprintf(size, sizeof size, "%zx\r\n", len));
         bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
         bufs[n++] = uv_buf_init("\r\n", 2);
@@ -614,15 +617,17 @@ static void stream_end(cf_req *rq, int result)
 {
     cf_conn *c = rq->tp_ctx;
     if (!c->closing) {
-        /* A stream the server ends (stopping) is ended properly; one whose
-         * producer failed is cut, so the client sees it incomplete. */
-        if (result >= 0 || c->w->stopping) {
-            if (rq->minor == 1) {
-                uv_buf_t last = uv_buf_init("0\r\n\r\n", 5);
-                write_bufs(c, &last, 1);
-            }
-        } else {
+        /* A body whose producer failed, or that is shorter than its
+         * Content-Length, is cut, so the client sees it incomplete. An
+         * event stream the server ends (stopping) is ended properly: its
+         * events are whole. */
+        bool whole = rq->stream_sized ? rq->bytes_sent == rq->stream_len
+                                      : result >= 0 || (c->w->stopping && rq->stream_events);
+        if (!whole)
             c->keep_alive = false;
+        else if (!rq->stream_sized && rq->minor == 1) {
+            uv_buf_t last = uv_buf_init("0\r\n\r\n", 5);
+            write_bufs(c, &last, 1);
         }
     }
     request_sent(c, rq);
@@ -950,10 +955,11 @@ void cf_conn_accept(cf_worker *w)
 
 void cf_conn_stop_idle(cf_worker *w)
 {
-    /* Streaming bodies would run until their clients leave: their
-     * producers are cancelled, and the bodies ended properly (stream_end). */
+    /* Event streams would run until their clients leave: their producers
+     * are cancelled, and the streams ended properly (stream_end). Other
+     * streamed bodies (a download, an export) finish like any request. */
     for (cf_conn *c = w->conns; c; c = c->next)
-        if (c->state == S_HANDLING && c->rq && c->rq->streaming)
+        if (c->state == S_HANDLING && c->rq && c->rq->streaming && c->rq->stream_events)
             cf_req_cancel(c->rq);
     cf_sched_run();
     /* Closing an idle keep-alive connection races with a request the

@@ -117,11 +117,12 @@ static void capture(cf_req *rq)
         add_header(r, "Content-Type", rq->content_type);
     for (size_t i = 0; i < rq->resp_headers.len; i++)
         add_header(r, rq->resp_headers.items[i].name, rq->resp_headers.items[i].value);
-    if (rq->stream_fn && cf_status_has_body(rq->status)) {
+    if (rq->stream_fn && !rq->stream_sized && cf_status_has_body(rq->status)) {
         add_header(r, "Transfer-Encoding", "chunked");
     } else {
         char num[32];
-        snprintf(num, sizeof num, "%zu", rq->resp_len);
+        snprintf(num, sizeof num, "%llu",
+                 (unsigned long long)(rq->stream_fn ? rq->stream_len : rq->resp_len));
         add_header(r, "Content-Length", num);
     }
     size_t len = rq->is_head ? 0 : rq->resp_len;

@@ -10,6 +10,7 @@
  *                           /stats (backpressure and send timeout tests)
  *   GET /fail               "partial", then the producer fails: cut body
  *   GET /stats              the counters below as JSON
+ *   GET /files/<path>       cf_static over $STATIC_DIR (tests/integration/test_files.py)
  *
  * Counters are plain globals: the tests run it with one worker.
  */
@@ -143,6 +144,8 @@ int main(int argc, char **argv)
     cf_route(app, "GET", "/fail", fail);
     cf_route(app, "GET", "/stats", stats_view);
     cf_route(app, "GET", "/hello", hello);
+    const char *static_dir = getenv("STATIC_DIR");
+    cf_static(app, "/files", static_dir ? static_dir : ".");
     int rc = cf_run(app, argc, argv);
     cf_app_free(app);
     return rc;
