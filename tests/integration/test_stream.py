@@ -14,8 +14,8 @@ and curl as clients:
                a client is dropped and the producer sees CF_ETIMEDOUT;
   failures     a failing producer cuts the body (no last chunk);
   access log   one line per stream, after it, with the body's bytes;
-  stop         SIGTERM ends an endless event stream properly and the worker
-               exits at once instead of after the graceful timeout.
+  stop         SIGTERM ends an endless event stream properly at once (not
+               after the graceful timeout), and lets a finite stream finish.
 """
 import json
 import os
@@ -242,6 +242,10 @@ def t_sigterm_ends_event_stream():
         # an event every 5 s: the stop must not wait for the next one
         c.send(request_bytes("GET", "/events?n=0&ms=5000"))
         c._read_until(b"tick 1\n\n", time.monotonic() + 5)
+        # a finite stream (an export) is let finish, like any request
+        export = Conn(srv.port, timeout=10)
+        export.send(request_bytes("GET", "/count?n=5&ms=200"))
+        export._read_until(b"\r\n\r\n", time.monotonic() + 5)
         t0 = time.monotonic()
         srv.signal(signal.SIGTERM)
         closed, _ = c.wait_closed(10)
@@ -253,6 +257,12 @@ def t_sigterm_ends_event_stream():
         check(dt < 2, f"stopping took {dt:.2f}s (the producer's sleep is 5 s, the graceful "
                       "timeout 30 s)")
         c.close()
+        closed, rest = export.wait_closed(10)
+        export.close()
+        check(closed, "the export's connection stayed open after its end")
+        body = b"".join(rest.split(b"\r\n")[1::2])  # the chunks' data
+        eq(body, b"piece 1\npiece 2\npiece 3\npiece 4\npiece 5\n", "the export, whole")
+        check(rest.endswith(b"0\r\n\r\n"), f"the export's end: {rest[-20:]!r}")
         H.stop_and_check(srv, expect_status=0)
     finally:
         srv = main_srv
