@@ -3,8 +3,8 @@
  * request with a fuzzed method, target, headers and body goes through the
  * whole pipeline in-process (the test client: parser, percent-decoding,
  * router with every converter, query, cookie, form and JSON parsing,
- * url_for, hooks, JSON responses, a Server-Sent Event) of an app whose
- * handlers read all of it.
+ * url_for, hooks, JSON responses, a Server-Sent Event, a static file with
+ * conditional and range headers) of an app whose handlers read all of it.
  *
  * Besides crashes, sanitizer reports and leaks (libFuzzer checks each
  * input), it aborts when a response is not one a client could use: a
@@ -17,6 +17,9 @@
  */
 #include <carafe.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,6 +85,14 @@ static void events(cf_req *rq) { cf_sse(rq, one_event, NULL); }
 
 static void not_found(cf_req *rq) { cf_json(rq, 404, "{s:s?}", "missing", cf_path(rq)); }
 
+static char static_dir[64], static_file[96];
+
+static void remove_static(void)
+{
+    unlink(static_file);
+    rmdir(static_dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
@@ -96,6 +107,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     cf_route(app, "GET,POST,PATCH,DELETE", "/echo", echo);
     cf_route(app, "GET", "/headers", headers);
     cf_route(app, "GET", "/events", events);
+    /* A static folder with one file: fuzzed names, Range, If-None-Match,
+     * If-Modified-Since and If-Range headers reach the file code. */
+    snprintf(static_dir, sizeof static_dir, "/tmp/cf-fuzz-static-%d", (int)getpid());
+    snprintf(static_file, sizeof static_file, "%s/a.txt", static_dir);
+    mkdir(static_dir, 0700);
+    atexit(remove_static);
+    FILE *f = fopen(static_file, "w");
+    if (f) {
+        fputs("0123456789abcdefghijklmnopqrstuvwxyz\n", f);
+        fclose(f);
+    }
+    cf_static(app, "/files", static_dir);
     cf_before_request(app, before);
     cf_errorhandler(app, 404, not_found);
     tc = cf_test_client_new(app);
