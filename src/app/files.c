@@ -29,7 +29,7 @@ typedef struct file_send {
     struct stat st;
     uint64_t off, left; /* the part being sent */
     char *buf;          /* PIECE bytes of request memory */
-    ssize_t got;
+    ssize_t got;        /* bytes in buf, read at off */
 } file_send;
 
 static void close_fd(void *p)
@@ -37,17 +37,6 @@ static void close_fd(void *p)
     file_send *f = p;
     if (f->fd >= 0)
         close(f->fd);
-}
-
-static int open_job(void *arg)
-{
-    file_send *f = arg;
-    f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
-    if (f->fd < 0 || fstat(f->fd, &f->st) != 0)
-        f->err = errno;
-    else if (!S_ISREG(f->st.st_mode))
-        f->err = EISDIR; /* directories, devices, sockets: not files to send */
-    return 0;
 }
 
 static int read_job(void *arg)
@@ -60,22 +49,45 @@ static int read_job(void *arg)
     return 0;
 }
 
-/* The producer: piece by piece from the pool to the client. */
+/* Open, and read the first piece in the same trip to the pool: a small
+ * file then costs one pool job, not two. */
+static int open_job(void *arg)
+{
+    file_send *f = arg;
+    f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    if (f->fd < 0 || fstat(f->fd, &f->st) != 0)
+        f->err = errno;
+    else if (!S_ISREG(f->st.st_mode))
+        f->err = EISDIR; /* directories, devices, sockets: not files to send */
+    else {
+        f->off = 0;
+        f->left = (uint64_t)f->st.st_size;
+        read_job(f);
+    }
+    return 0;
+}
+
+/* The producer: piece by piece from the pool to the client (the first
+ * may be in buf already, from open_job). */
 static int send_pieces(cf_req *rq, void *arg)
 {
     file_send *f = arg;
-    f->buf = cf_alloc(rq, PIECE);
     while (f->left) {
-        cf_task *job = cf_to_thread(rq, read_job, f);
-        int rc = job ? cf_await(rq, job, -1) : CF_ENOMEM;
-        if (rc != 0)
-            return rc;
+        if (f->got <= 0) {
+            cf_task *job = cf_to_thread(rq, read_job, f);
+            int rc = job ? cf_await(rq, job, -1) : CF_ENOMEM;
+            if (rc != 0)
+                return rc;
+        }
         if (f->got <= 0)
             return CF_EFAIL; /* the file shrank or failed: the body is cut */
-        if ((rc = cf_write(rq, f->buf, (size_t)f->got)) != 0)
+        size_t n = (uint64_t)f->got < f->left ? (size_t)f->got : (size_t)f->left;
+        f->got = 0;
+        int rc = cf_write(rq, f->buf, n);
+        if (rc != 0)
             return rc;
-        f->off += (uint64_t)f->got;
-        f->left -= (uint64_t)f->got;
+        f->off += n;
+        f->left -= n;
     }
     return 0;
 }
@@ -190,6 +202,7 @@ void cf_send_file(cf_req *rq, const char *path, const char *content_type)
     memset(f, 0, sizeof *f);
     f->path = cf_strdup(rq, path ? path : "");
     f->fd = -1;
+    f->buf = cf_alloc(rq, PIECE);
     cf_defer(rq, close_fd, f);
     if (cf_on_loop_thread()) {
         cf_task *job = cf_to_thread(rq, open_job, f);
@@ -230,9 +243,7 @@ void cf_send_file(cf_req *rq, const char *path, const char *content_type)
         return;
     }
     cf_set_header(rq, "Accept-Ranges", "bytes");
-    f->off = 0;
-    f->left = size;
-    int status = 200;
+    int status = 200; /* f->off 0, f->left the size, its first piece in buf */
     const char *range = cf_header(rq, "Range"), *if_range = cf_header(rq, "If-Range");
     if (range && safe && (!if_range || strcmp(if_range, etag) == 0 || strcmp(if_range, modified) == 0)) {
         uint64_t from, to;
@@ -245,6 +256,8 @@ void cf_send_file(cf_req *rq, const char *path, const char *content_type)
         }
         if (r > 0) {
             status = 206;
+            if (from != 0)
+                f->got = 0; /* the piece read at 0 is not wanted */
             f->off = from;
             f->left = to - from + 1;
             cf_set_header(rq, "Content-Range",
