@@ -46,6 +46,7 @@ enum {
     CF_EFAIL = -1000,     /* a task or handler reported failure */
     CF_ENOTFOUND = -1001, /* no such item (route name, header, ...) */
     CF_EJSON = -1002,     /* body is not valid JSON or has the wrong type */
+    CF_ECLOSED = -1003,   /* the WebSocket is closed */
 };
 
 /* A static English description of a CF_E* code. */
@@ -403,6 +404,42 @@ void cf_sse(cf_req *rq, cf_task_fn fn, void *arg);
  * what cf_write returns, or CF_EINVAL for an event or id with a line break.
  * A comment line (": ping\n\n" with cf_write) keeps idle proxies open. */
 int cf_sse_send(cf_req *rq, const char *event, const char *id, const char *data);
+
+/* ------------------------------------------------------------------ */
+/* WebSocket                                                          */
+/* ------------------------------------------------------------------ */
+
+/* Accept a WebSocket handshake (Quart's websocket routes): answers 101 and
+ * runs fn(rq, arg) as the session, on the request's coroutine, after the
+ * hooks. A request that is not a handshake gets 426 (with Upgrade:
+ * websocket), a bad key 400, the test client 501. When fn returns, the
+ * session is closed (1000; 1011 if fn failed; 1001 when the server stops,
+ * which cancels sessions like event streams). Messages larger than the
+ * route's body limit close it with 1009, text that is not UTF-8 with 1007.
+ * Ping frames are answered by Carafe. */
+void cf_websocket(cf_req *rq, cf_task_fn fn, void *arg);
+typedef struct cf_ws_message {
+    const char *data; /* valid until the next cf_ws_recv; NUL-terminated */
+    size_t len;
+    bool binary;      /* false: UTF-8 text */
+} cf_ws_message;
+/* Wait for the next whole message (fragments are joined). Returns 0,
+ * CF_ECLOSED once the client closed (cf_ws_close_code says how) or broke
+ * the protocol, CF_ECANCELED (the connection is gone, or the server
+ * stops), CF_ETIMEDOUT, CF_EPERM outside a session. Suspends. */
+int cf_ws_recv(cf_req *rq, cf_ws_message *msg, int64_t timeout_ms);
+/* Send a message (text must be UTF-8: CF_EINVAL otherwise); suspends while
+ * more than 64 KiB wait for the client. Returns 0, CF_ECLOSED,
+ * CF_ECANCELED, CF_ETIMEDOUT (send timeout), CF_EPERM. Any task of the
+ * request may send while another waits in cf_ws_recv. */
+int cf_ws_send(cf_req *rq, const void *data, size_t len, bool binary);
+int cf_ws_send_text(cf_req *rq, const char *text);
+/* Start the closing handshake with `code` (1000, 1001-1014 but not
+ * 1004-1006, or 3000-4999) and a reason of at most 123 bytes; cf_ws_recv
+ * then returns CF_ECLOSED once the client answered. */
+int cf_ws_close(cf_req *rq, int code, const char *reason);
+/* The code of the client's close frame (1005: none given), 0 before. */
+int cf_ws_close_code(cf_req *rq);
 
 /* ------------------------------------------------------------------ */
 /* Files                                                              */

@@ -11,9 +11,12 @@
  *   GET /progress?steps=5    a plain-text log, one line every 300 ms
  *                            (curl -N shows the lines as they come)
  *   GET /export.csv?rows=N   N rows of CSV, never held whole in memory
+ *   GET /shout               a WebSocket: each text message comes back in
+ *                            capitals, with the session's message count
  */
 #include <carafe.h>
 #include <stdio.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -114,6 +117,26 @@ static void export_csv(cf_req *rq)
     cf_stream(rq, 200, "text/csv; charset=utf-8", csv_rows, rows);
 }
 
+/* A WebSocket session: receive, answer, until the client closes. */
+static int shout_session(cf_req *rq, void *arg)
+{
+    (void)arg;
+    cf_ws_message m;
+    int rc, n = 0;
+    while ((rc = cf_ws_recv(rq, &m, -1)) == 0) {
+        if (m.binary)
+            continue;
+        char *up = cf_sprintf(rq, "%d: %s", ++n, m.data);
+        for (char *p = up; *p; p++)
+            *p = (char)toupper((unsigned char)*p);
+        if ((rc = cf_ws_send_text(rq, up)) != 0)
+            break;
+    }
+    return rc == CF_ECLOSED ? 0 : rc; /* the client closing is the normal end */
+}
+
+static void shout(cf_req *rq) { cf_websocket(rq, shout_session, NULL); }
+
 int main(int argc, char **argv)
 {
     cf_app *app = cf_app_new();
@@ -121,6 +144,7 @@ int main(int argc, char **argv)
     cf_route(app, "GET", "/clock", clock_stream);
     cf_route(app, "GET", "/progress", progress);
     cf_route(app, "GET", "/export.csv", export_csv);
+    cf_route(app, "GET", "/shout", shout);
     int rc = cf_run(app, argc, argv);
     cf_app_free(app);
     return rc;

@@ -46,7 +46,7 @@ static void bg_crashed(cf_req *rq, bool main_task)
     bg_unlink(b); /* its memory stays: it may be inconsistent */
 }
 
-static const cf_transport bg_transport = {bg_send, bg_finished, bg_crashed, NULL, NULL};
+static const cf_transport bg_transport = {bg_send, bg_finished, bg_crashed, NULL, NULL, NULL, NULL, false};
 
 static int bg_main(cf_req *rq, void *arg)
 {

@@ -177,7 +177,8 @@ static int pipeline_main(cf_req *rq, void *arg)
             }
         }
         if (!rq->main.cancelled) {
-            rq->streaming = rq->stream_fn && !rq->is_head && cf_status_has_body(rq->status);
+            rq->streaming = rq->stream_fn &&
+                            (rq->ws || (!rq->is_head && cf_status_has_body(rq->status)));
             rq->sent = true;
             rq->tp->send(rq);
             if (rq->streaming)

@@ -27,11 +27,16 @@ typedef struct cf_transport {
     void (*finished)(cf_req *rq);
     /* A task of the request crashed (server workers): may be NULL. */
     void (*crashed)(cf_req *rq, bool main_task);
-    /* Streaming bodies (rq->streaming, after send): a piece, which may
-     * suspend until the client takes the backlog; then the end, with the
-     * producer's result (negative: the body is cut). */
+    /* Streaming bodies (rq->streaming, after send): a piece, queued at
+     * once; a wait (may be NULL) while the client is behind; then the end,
+     * with the producer's result (negative: the body is cut). */
     int (*write)(cf_req *rq, const void *data, size_t len);
+    int (*drain)(cf_req *rq);
     void (*stream_end)(cf_req *rq, int result);
+    /* Upgraded connections (WebSocket): input the session did not take
+     * (cf_ws_input) is offered again when it wants more. */
+    void (*resume_input)(cf_req *rq);
+    bool upgrades; /* can switch the connection to WebSocket */
 } cf_transport;
 
 typedef struct cf_kv {
@@ -98,8 +103,9 @@ struct cf_req {
     void *stream_arg;
     bool streaming;       /* its head went out and the producer runs */
     bool stream_sized;    /* Content-Length stream_len instead of chunks */
-    bool stream_events;   /* cf_sse: ended (properly) when the server stops */
+    bool stream_events;   /* cf_sse, WebSocket: cancelled when the server stops */
     uint64_t stream_len;
+    struct cf_ws *ws;     /* a WebSocket session (src/http/websocket.c) */
 
     /* pipeline */
     size_t chain_pos;
@@ -155,6 +161,9 @@ static inline bool cf_status_has_body(int status)
 }
 /* Run a streaming response's producer and end its body (stream.c). */
 void cf_stream_run(cf_req *rq);
+/* Bytes from the client of an upgraded connection: returns how many were
+ * taken (the rest stays buffered until the session wants more). */
+size_t cf_ws_input(cf_req *rq, const char *data, size_t len);
 /* cf_stream with a known length: sent with Content-Length, unframed. */
 void cf_stream_sized(cf_req *rq, int status, const char *content_type, uint64_t len,
                      cf_task_fn fn, void *arg);

@@ -25,6 +25,7 @@ const char *cf_strerror(int code)
     case CF_EFAIL: return "failed";
     case CF_ENOTFOUND: return "not found";
     case CF_EJSON: return "invalid JSON";
+    case CF_ECLOSED: return "the WebSocket is closed";
     case CF_EDNS: return "could not resolve the host name";
     case CF_ECONNREFUSED: return "connection refused";
     case CF_ETLS: return "TLS failure";
@@ -72,7 +73,9 @@ const char *cf_reason_phrase(int status)
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
     case 422: return "Unprocessable Content";
+    case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";

@@ -68,6 +68,8 @@ int cf_write(cf_req *rq, const void *data, size_t len)
     while (len && rc == 0) {
         size_t n = len < MAX_PIECE ? len : MAX_PIECE;
         rc = rq->tp->write(rq, p, n);
+        if (rc == 0 && rq->tp->drain)
+            rc = rq->tp->drain(rq);
         p += n;
         len -= n;
     }

@@ -96,6 +96,7 @@ static size_t unsent_bytes(cf_conn *c)
 
 static void process(cf_conn *c);
 static void conn_close(cf_conn *c);
+static void consume(cf_conn *c, size_t n);
 static void start_reading(cf_conn *c);
 
 /* ---- life cycle ---------------------------------------------------------- */
@@ -484,6 +485,7 @@ static void send_response(cf_req *rq)
     }
     bool has_entity = cf_status_has_body(status);
     /* A streamed body has no length: chunked, or ended by closing (1.0). */
+    bool upgrade = rq->ws && status == 101;
     bool stream = rq->stream_fn && has_entity;
     bool chunked = stream && !rq->stream_sized && rq->minor == 1;
     if (stream && !rq->stream_sized && rq->minor == 0)
@@ -522,7 +524,9 @@ static void send_response(cf_req *rq)
         p = put_uint(p, stream ? (size_t)rq->stream_len : rq->resp_len);
         p = PUT_LIT(p, "\r\n");
     }
-    if (close)
+    if (upgrade)
+        p = PUT_LIT(p, "Connection: Upgrade\r\n"); /* the HTTP exchange ends here */
+    else if (close)
         p = PUT_LIT(p, "Connection: close\r\n");
     else if (rq->minor == 0)
         p = PUT_LIT(p, "Connection: keep-alive\r\n");
@@ -532,7 +536,7 @@ static void send_response(cf_req *rq)
     bool body = has_entity && !rq->is_head && rq->resp_len;
     write_bufs(c, bufs, body ? 2 : 1);
     rq->bytes_sent = body ? rq->resp_len : 0;
-    c->keep_alive = !close;
+    c->keep_alive = !close && !upgrade;
     if (!rq->streaming) /* else once the body has ended (stream_end) */
         request_sent(c, rq);
 }
@@ -576,7 +580,8 @@ static void wake_drain_waiters(cf_conn *c)
 static int stream_write(cf_req *rq, const void *data, size_t len)
 {
     cf_conn *c = rq->tp_ctx;
-    if (c->closing || (c->w->stopping && rq->stream_events))
+    /* An event stream stops at once; a WebSocket still sends its close. */
+    if (c->closing || (c->w->stopping && rq->stream_events && !rq->ws))
         return CF_ECANCELED;
     if (rq->stream_sized && len > rq->stream_len - rq->bytes_sent)
         return CF_EINVAL; /* more than the Content-Length said */
@@ -594,6 +599,15 @@ static int stream_write(cf_req *rq, const void *data, size_t len)
     if (c->closing)
         return CF_ECANCELED;
     rq->bytes_sent += len;
+    return 0;
+}
+
+/* Suspend while more than WRITE_HIGH_WATER bytes wait for the client. */
+static int stream_drain(cf_req *rq)
+{
+    cf_conn *c = rq->tp_ctx;
+    if (c->closing)
+        return CF_ECANCELED;
     if (queued_bytes(c) <= WRITE_HIGH_WATER)
         return 0;
     drain_wait d = {.next = c->drain_waiters, .pprev = &c->drain_waiters};
@@ -621,8 +635,9 @@ static void stream_end(cf_req *rq, int result)
          * Content-Length, is cut, so the client sees it incomplete. An
          * event stream the server ends (stopping) is ended properly: its
          * events are whole. */
-        bool whole = rq->stream_sized ? rq->bytes_sent == rq->stream_len
-                                      : result >= 0 || (c->w->stopping && rq->stream_events);
+        bool whole = rq->ws                ? false /* the session's close is its end */
+                     : rq->stream_sized ? rq->bytes_sent == rq->stream_len
+                                        : result >= 0 || (c->w->stopping && rq->stream_events);
         if (!whole)
             c->keep_alive = false;
         else if (!rq->stream_sized && rq->minor == 1) {
@@ -631,6 +646,18 @@ static void stream_end(cf_req *rq, int result)
         }
     }
     request_sent(c, rq);
+}
+
+/* A WebSocket session wants more input: what is buffered, then the socket. */
+static void ws_resume(cf_req *rq)
+{
+    cf_conn *c = rq->tp_ctx;
+    if (c->closing)
+        return;
+    if (c->len > c->pos)
+        consume(c, cf_ws_input(rq, c->buf + c->pos, c->len - c->pos));
+    if (c->read_paused && c->len - c->pos < c->cap - 1024)
+        start_reading(c);
 }
 
 /* The request has ended (teardown done, its tasks finished). */
@@ -671,7 +698,8 @@ static void request_crashed(cf_req *rq, bool main_task)
 }
 
 static const cf_transport http_transport = {send_response, request_finished, request_crashed,
-                                             stream_write, stream_end};
+                                             stream_write, stream_drain, stream_end, ws_resume,
+                                             true};
 
 /* ---- reading ------------------------------------------------------------------ */
 
@@ -885,6 +913,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     }
     c->len += (size_t)n;
+    if (c->state == S_HANDLING && c->rq && c->rq->ws && c->rq->streaming)
+        consume(c, cf_ws_input(c->rq, c->buf + c->pos, c->len - c->pos));
     if (c->state == S_HANDLING && c->len - c->pos >= c->cap - 1024 &&
         c->cap >= c->w->limits.max_header + BUF_MAX_PIPELINE) {
         uv_read_stop(s);

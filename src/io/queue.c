@@ -884,7 +884,7 @@ static void on_poll(cf_timer *t)
 }
 
 static void bg_nop(cf_req *rq) { (void)rq; }
-static const cf_transport ctx_transport = {bg_nop, bg_nop, NULL, NULL, NULL};
+static const cf_transport ctx_transport = {bg_nop, bg_nop, NULL, NULL, NULL, NULL, NULL, false};
 
 static void loop_close(void *state)
 {

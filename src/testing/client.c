@@ -157,7 +157,8 @@ static void capture_end(cf_req *rq, int result)
     tc->current->stream_result = result;
 }
 
-static const cf_transport test_transport = {capture, finished, NULL, capture_piece, capture_end};
+static const cf_transport test_transport = {capture, finished, NULL, capture_piece, NULL,
+                                            capture_end, NULL, false};
 
 static cf_test_response *new_response(cf_test_client *tc)
 {

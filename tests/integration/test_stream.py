@@ -269,7 +269,8 @@ def t_sigterm_ends_event_stream():
 
 
 def t_example_stream():
-    """examples/stream: the clock (resumed), the progress log, the CSV export."""
+    """examples/stream: the clock (resumed), the progress log, the CSV export,
+    the WebSocket."""
     ex = H.Server(H.example_path("stream"), args=["--workers", "1"], name="example-stream")
     try:
         ex.start()
@@ -283,6 +284,21 @@ def t_example_stream():
             c.send(request_bytes("GET", "/clock", headers={"Last-Event-ID": "41"}))
             ev = c._read_until(b"\n\n", time.monotonic() + 5)
         check(b"event: tick\nid: 42\ndata: 20" in ev, f"first clock event: {ev!r}")
+        try:
+            import websockets  # python3-websockets
+        except ImportError:
+            websockets = None
+        check(websockets, "python3-websockets is not installed")
+
+        async def shout():
+            async with websockets.connect(f"ws://127.0.0.1:{ex.port}/shout") as ws:
+                got = []
+                for text in ["hello", "again"]:
+                    await ws.send(text)
+                    got.append(await ws.recv())
+                return got
+        import asyncio
+        eq(asyncio.run(asyncio.wait_for(shout(), 10)), ["1: HELLO", "2: AGAIN"], "/shout")
         H.stop_and_check(ex, expect_status=0)
     finally:
         ex.kill()

@@ -7,8 +7,9 @@
  * producer cutting the body, cf_write outside a stream (CF_EPERM), big
  * pieces through cf_writef, and the event-stream format of cf_sse_send
  * (event, id, multi-line data with LF, CR and CRLF, line breaks refused in
- * event and id). The framing on a socket is tested in
- * tests/integration/test_stream.py.
+ * event and id), and cf_websocket's 501 in the test client. The framing on
+ * a socket is tested in tests/integration/test_stream.py and
+ * test_websocket.py.
  */
 #include <carafe.h>
 
@@ -96,6 +97,16 @@ static int events(cf_req *rq, void *arg)
 
 static void sse(cf_req *rq) { cf_sse(rq, events, NULL); }
 
+static int never_runs(cf_req *rq, void *arg)
+{
+    (void)rq;
+    (void)arg;
+    producer_runs += 100;
+    return 0;
+}
+
+static void ws(cf_req *rq) { cf_websocket(rq, never_runs, NULL); }
+
 static void after_hook(cf_req *rq)
 {
     if (strcmp(cf_path(rq), "/count") == 0)
@@ -113,6 +124,7 @@ int main(void)
     cf_route(app, "GET", "/outside", writes_without_stream);
     cf_route(app, "GET", "/big", big);
     cf_route(app, "GET", "/events", sse);
+    cf_route(app, "GET", "/ws", ws);
     cf_after_request(app, after_hook);
     cf_test_client *tc = cf_test_client_new(app);
 
@@ -168,6 +180,14 @@ int main(void)
     CHECK_INT(sse_rc_bad_event, CF_EINVAL);
     CHECK_INT(sse_rc_bad_id, CF_EINVAL);
     CHECK_INT(cf_test_stream_result(r), 0);
+
+    /* WebSocket needs a socket: the test client says so */
+    const char *const upgrade[] = {"Upgrade: websocket", "Connection: Upgrade",
+                                   "Sec-WebSocket-Version: 13",
+                                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", NULL};
+    r = cf_test_request(tc, "GET", "/ws", upgrade, NULL, 0);
+    CHECK_INT(cf_test_status(r), 501);
+    CHECK_INT(producer_runs, 1);
 
     cf_test_client_free(tc);
     cf_app_free(app);

@@ -11,6 +11,11 @@
  *   GET /fail               "partial", then the producer fails: cut body
  *   GET /stats              the counters below as JSON
  *   GET /files/<path>       cf_static over $STATIC_DIR (tests/integration/test_files.py)
+ *   GET /ws                 WebSocket echo: each message back as it came
+ *                           ("close" closes with 4000 "bye", "fail" fails
+ *                           the session, "hold" stops reading for 2 s);
+ *                           /stats has ws_sessions, ws_last_result and
+ *                           ws_last_close (tests/integration/test_websocket.py)
  *
  * Counters are plain globals: the tests run it with one worker.
  */
@@ -23,6 +28,7 @@ static struct {
     long events_done, events_cancelled, count_done;
     long long flood_written;
     long flood_result, flood_running;
+    long ws_sessions, ws_last_result, ws_last_close;
 } stats;
 
 static long arg_long(cf_req *rq, const char *name, long dflt)
@@ -126,12 +132,43 @@ static void fail(cf_req *rq) { cf_stream(rq, 200, "text/plain", fail_midway, NUL
 
 static void stats_view(cf_req *rq)
 {
-    cf_json(rq, 200, "{s:I,s:I,s:I,s:I,s:I,s:I}", "events_done", (json_int_t)stats.events_done,
+    cf_json(rq, 200, "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "ws_sessions",
+            (json_int_t)stats.ws_sessions, "ws_last_result", (json_int_t)stats.ws_last_result,
+            "ws_last_close", (json_int_t)stats.ws_last_close, "events_done", (json_int_t)stats.events_done,
             "events_cancelled", (json_int_t)stats.events_cancelled, "count_done",
             (json_int_t)stats.count_done, "flood_written", (json_int_t)stats.flood_written,
             "flood_result", (json_int_t)stats.flood_result, "flood_running",
             (json_int_t)stats.flood_running);
 }
+
+static int echo_session(cf_req *rq, void *arg)
+{
+    (void)arg;
+    stats.ws_sessions++;
+    cf_ws_message m;
+    int rc;
+    while ((rc = cf_ws_recv(rq, &m, -1)) == 0) {
+        if (!m.binary && strcmp(m.data, "close") == 0) {
+            cf_ws_close(rq, 4000, "bye");
+            continue; /* cf_ws_recv returns CF_ECLOSED once the client answered */
+        }
+        if (!m.binary && strcmp(m.data, "fail") == 0) {
+            rc = CF_EFAIL;
+            break;
+        }
+        if (!m.binary && strcmp(m.data, "hold") == 0) {
+            cf_sleep(rq, 2000);
+            continue;
+        }
+        if ((rc = cf_ws_send(rq, m.data, m.len, m.binary)) != 0)
+            break;
+    }
+    stats.ws_last_result = rc;
+    stats.ws_last_close = cf_ws_close_code(rq);
+    return rc == CF_ECLOSED ? 0 : rc;
+}
+
+static void ws(cf_req *rq) { cf_websocket(rq, echo_session, NULL); }
 
 static void hello(cf_req *rq) { cf_text(rq, 200, "Hello, World!"); }
 
@@ -144,6 +181,7 @@ int main(int argc, char **argv)
     cf_route(app, "GET", "/fail", fail);
     cf_route(app, "GET", "/stats", stats_view);
     cf_route(app, "GET", "/hello", hello);
+    cf_route_set_max_body(cf_route(app, "GET", "/ws", ws), 1024 * 1024);
     const char *static_dir = getenv("STATIC_DIR");
     cf_static(app, "/files", static_dir ? static_dir : ".");
     int rc = cf_run(app, argc, argv);
