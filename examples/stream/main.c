@@ -126,7 +126,10 @@ static int shout_session(cf_req *rq, void *arg)
     while ((rc = cf_ws_recv(rq, &m, -1)) == 0) {
         if (m.binary)
             continue;
-        char *up = cf_sprintf(rq, "%d: %s", ++n, m.data);
+        /* on the stack: request memory would grow with every message of
+         * a long session */
+        char up[1100];
+        snprintf(up, sizeof up, "%d: %.1000s", ++n, m.data);
         for (char *p = up; *p; p++)
             *p = (char)toupper((unsigned char)*p);
         if ((rc = cf_ws_send_text(rq, up)) != 0)

@@ -125,12 +125,20 @@ def frame(opcode, payload, fin=True):
 
 
 def t_invalid_utf8_1007():
-    c = raw_session()
+    for bad in [b"ok \xc3\x28 bad continuation", b"\xc0\xaf overlong slash",
+                b"\xed\xa0\x80 a surrogate", b"\xf4\x90\x80\x80 above U+10FFFF", b"cut \xe2\x82"]:
+        c = raw_session()
+        try:
+            c.send(frame(0x1, bad))
+            closed, data = c.wait_closed(5)
+            check(data[:1] == b"\x88", f"{bad!r}: no close frame: {data[:20]!r}")
+            eq(struct.unpack("!H", data[2:4])[0], 1007, f"close code for {bad!r}")
+        finally:
+            c.close()
+    c = raw_session()  # and the same bytes as a binary message are fine
     try:
-        c.send(frame(0x1, b"ok \xc3\x28 not utf-8"))
-        closed, data = c.wait_closed(5)
-        check(data[:1] == b"\x88", f"no close frame: {data[:20]!r}")
-        eq(struct.unpack("!H", data[2:4])[0], 1007, "close code")
+        c.send(frame(0x2, b"\xc0\xaf"))
+        eq(c._read_until(b"\xc0\xaf", time.monotonic() + 5)[:2], b"\x82\x02", "binary echo frame")
     finally:
         c.close()
 
