@@ -134,6 +134,23 @@ def main():
             print(f"     events through nginx at {[round(t * 1000) for t, _ in seen]} ms")
             check(seen[0][0] < 0.6, f"the first event arrived after {seen[0][0]:.2f}s: buffered")
 
+        def t_websocket_through_nginx():
+            import asyncio
+            try:
+                import websockets  # python3-websockets
+            except ImportError:
+                raise AssertionError("python3-websockets is not installed") from None
+
+            async def go():
+                async with websockets.connect(f"ws://127.0.0.1:{nginx.port}/ws") as ws:
+                    out = []
+                    for msg in ["through nginx", b"\x00binary"]:
+                        await ws.send(msg)
+                        out.append(await ws.recv())
+                    return out
+            eq(asyncio.run(asyncio.wait_for(go(), 10)), ["through nginx", b"\x00binary"],
+               "echo through nginx")
+
         def t_access_log_and_keepalive():
             # A query of their own tells these lines from the earlier tests'
             # (a worker flushes its log when its loop comes round, so the

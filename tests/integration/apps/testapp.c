@@ -31,6 +31,7 @@
  *   GET  /abort                 calls abort() (SIGABRT): the same
  *   GET  /ticks?n=N&ms=M        Server-Sent Events "tick i", M ms apart (the
  *                               nginx test: events pass the proxy at once)
+ *   GET  /ws                    WebSocket echo (the nginx test: upgrades pass)
  *
  * Limits come from the environment so one binary serves every test:
  * CF_TEST_HEADER_TIMEOUT_MS, CF_TEST_BODY_TIMEOUT_MS, CF_TEST_KEEPALIVE_MS,
@@ -295,6 +296,18 @@ static void ticks(cf_req *rq)
     cf_sse(rq, tick_events, nm);
 }
 
+static int echo_session(cf_req *rq, void *arg)
+{
+    (void)arg;
+    cf_ws_message m;
+    int rc;
+    while ((rc = cf_ws_recv(rq, &m, -1)) == 0 && (rc = cf_ws_send(rq, m.data, m.len, m.binary)) == 0)
+        ;
+    return rc == CF_ECLOSED ? 0 : rc;
+}
+
+static void ws_echo(cf_req *rq) { cf_websocket(rq, echo_session, NULL); }
+
 int main(int argc, char **argv)
 {
     cf_app *app = cf_app_new();
@@ -329,6 +342,7 @@ int main(int argc, char **argv)
     cf_route(app, "GET", "/segfault", segfault);
     cf_route(app, "GET", "/abort", abort_view);
     cf_route(app, "GET", "/ticks", ticks);
+    cf_route(app, "GET", "/ws", ws_echo);
     cf_route_set_max_body(cf_route(app, "POST", "/small-body", small_body), 1024);
 
     int rc = cf_run(app, argc, argv);
