@@ -615,6 +615,26 @@ def collect(namespace, prefix="t_"):
             if n.startswith(prefix) and callable(f)]
 
 
+def run_with_server(server, namespace, check_alive=False):
+    """Start `server`, run the t_* tests of `namespace` against it, then stop
+    it gracefully: an exit status other than 0 is the error "shutdown" (and
+    with check_alive, a server dead after the tests is "server died").
+    Returns (failures, errors) for finish()."""
+    failures, errors = [], []
+    try:
+        server.start()
+        failures = run_tests(collect(namespace))
+        if check_alive and not server.alive():
+            errors.append("server died")
+    finally:
+        try:
+            stop_and_check(server, expect_status=0)
+        except AssertionError as e:
+            print(f"FAIL shutdown: {e}")
+            errors.append("shutdown")
+    return failures, errors
+
+
 def finish(failures, extra_errors=()):
     errors = list(failures) + list(extra_errors)
     if errors:

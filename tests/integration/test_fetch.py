@@ -682,7 +682,6 @@ def make_tls():
 def main():
     global srv, up
     H.watchdog(240)
-    failures, errors = [], []
     up = U.start()
     try:
         make_tls()
@@ -691,15 +690,8 @@ def main():
                "LD_PRELOAD": os.path.join(H.BUILD_DIR, "tests", "apps", "slow_dns.so"),
                "ASAN_OPTIONS": "detect_leaks=1:verify_asan_link_order=0"}
         srv = H.Server(H.app_path("fetchapp"), name="fetch", env=env)
-        srv.start()
-        failures = H.run_tests(H.collect(globals()))
+        failures, errors = H.run_with_server(srv, globals())
     finally:
-        try:
-            if srv:
-                H.stop_and_check(srv, expect_status=0)
-        except AssertionError as e:
-            print(f"FAIL shutdown: {e}")
-            errors.append("shutdown")
         up.stop()
         if tls:
             tls.stop()

@@ -162,16 +162,9 @@ def main():
     with open(os.path.join(TMP, "secret.txt"), "w") as f:
         f.write("top secret\n")
     srv = H.Server(APP, args=["--workers", "1"], env={"STATIC_DIR": DIR}, name="files")
-    failures, errors = [], []
     try:
-        srv.start()
-        failures = H.run_tests(H.collect(globals()))
+        failures, errors = H.run_with_server(srv, globals())
     finally:
-        try:
-            H.stop_and_check(srv, expect_status=0)
-        except AssertionError as e:
-            print(f"FAIL shutdown: {e}")
-            errors.append("shutdown")
         shutil.rmtree(TMP, ignore_errors=True)
     H.finish(failures, errors)
 

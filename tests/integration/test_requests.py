@@ -204,18 +204,7 @@ def main():
     global srv
     H.watchdog(110)
     srv = H.Server(H.app_path("testapp"), name="requests")
-    failures, errors = [], []
-    try:
-        srv.start()
-        failures = H.run_tests(H.collect(globals()))
-        if not srv.alive():
-            errors.append("server died")
-    finally:
-        try:
-            H.stop_and_check(srv, expect_status=0)
-        except AssertionError as e:
-            print(f"FAIL shutdown: {e}")
-            errors.append("shutdown")
+    failures, errors = H.run_with_server(srv, globals(), check_alive=True)
     H.finish(failures, errors)
 
 

@@ -308,16 +308,7 @@ def main():
     global srv
     H.watchdog(200)
     srv = H.Server(APP, args=["--workers", "1"], name="stream")
-    failures, errors = [], []
-    try:
-        srv.start()
-        failures = H.run_tests(H.collect(globals()))
-    finally:
-        try:
-            H.stop_and_check(srv, expect_status=0)
-        except AssertionError as e:
-            print(f"FAIL shutdown: {e}")
-            errors.append("shutdown")
+    failures, errors = H.run_with_server(srv, globals())
     H.finish(failures, errors)
 
 
