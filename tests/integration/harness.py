@@ -615,6 +615,15 @@ def collect(namespace, prefix="t_"):
             if n.startswith(prefix) and callable(f)]
 
 
+def websockets_client():
+    """The python3-websockets module, or an AssertionError naming the package."""
+    try:
+        import websockets
+    except ImportError:
+        raise AssertionError("python3-websockets is not installed (scripts/install-deps)") from None
+    return websockets
+
+
 def run_with_server(server, namespace, check_alive=False):
     """Start `server`, run the t_* tests of `namespace` against it, then stop
     it gracefully: an exit status other than 0 is the error "shutdown" (and

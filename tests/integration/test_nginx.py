@@ -136,10 +136,7 @@ def main():
 
         def t_websocket_through_nginx():
             import asyncio
-            try:
-                import websockets  # python3-websockets
-            except ImportError:
-                raise AssertionError("python3-websockets is not installed") from None
+            websockets = H.websockets_client()
 
             async def go():
                 async with websockets.connect(f"ws://127.0.0.1:{nginx.port}/ws") as ws:

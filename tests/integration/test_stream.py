@@ -284,11 +284,7 @@ def t_example_stream():
             c.send(request_bytes("GET", "/clock", headers={"Last-Event-ID": "41"}))
             ev = c._read_until(b"\n\n", time.monotonic() + 5)
         check(b"event: tick\nid: 42\ndata: 20" in ev, f"first clock event: {ev!r}")
-        try:
-            import websockets  # python3-websockets
-        except ImportError:
-            websockets = None
-        check(websockets, "python3-websockets is not installed")
+        websockets = H.websockets_client()
 
         async def shout():
             async with websockets.connect(f"ws://127.0.0.1:{ex.port}/shout") as ws:

@@ -29,11 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 from harness import Conn, check, eq, request_bytes  # noqa: E402
 
-try:
-    import websockets  # python3-websockets
-except ImportError:
-    websockets = None
-
+websockets = None  # python3-websockets, imported by main()
 APP = H.app_path("streamapp")
 srv = None
 
@@ -222,10 +218,12 @@ def t_sigterm_closes_1001():
 
 
 def main():
-    global srv
+    global srv, websockets
     H.watchdog(200)
-    if websockets is None:
-        print("FAIL python3-websockets is not installed (scripts/install-deps)")
+    try:
+        websockets = H.websockets_client()
+    except AssertionError as e:
+        print(f"FAIL {e}")
         sys.exit(1)
     srv = H.Server(APP, args=["--workers", "1"], name="websocket")
     failures, errors = H.run_with_server(srv, globals())
