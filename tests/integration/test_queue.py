@@ -24,7 +24,6 @@ no password), and redis://:password@host:port/db.
 """
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile

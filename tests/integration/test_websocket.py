@@ -19,7 +19,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import struct
 import sys
 import time
