@@ -395,7 +395,8 @@ int cf_write(cf_req *rq, const void *data, size_t len);
 int cf_writef(cf_req *rq, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Server-Sent Events: a 200 text/event-stream response (Cache-Control:
- * no-cache, X-Accel-Buffering: no so that nginx passes events at once)
+ * no-cache, and X-Accel-Buffering: no, which turns nginx's buffering off
+ * for the stream whatever its configuration)
  * whose producer is fn. The client's Last-Event-ID header says where a
  * reconnecting client left off. */
 void cf_sse(cf_req *rq, cf_task_fn fn, void *arg);
