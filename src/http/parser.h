@@ -1,6 +1,6 @@
 /*
- * parser.h — the HTTP/1.1 request-head parser and chunked-body decoder
- * (RFC 9112), internal to Carafe.
+ * parser.h — the HTTP/1.1 request-head parser (parser.c) and chunked-body
+ * decoder (chunked.c) (RFC 9112), internal to Carafe.
  *
  * Both are pure functions over caller-owned bytes: no libuv, no allocation,
  * no global state. The head parser is strict on purpose: anything a lenient
