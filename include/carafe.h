@@ -112,6 +112,13 @@ void cf_route_set_max_body(cf_route *route, size_t bytes);
  * the same request may touch the request (a child spawned by a hook must be
  * awaited before cf_next). */
 void cf_route_set_threaded(cf_route *route, bool threaded);
+/* Hand this route the request body as it arrives instead of whole: the
+ * handler starts once the head is in and reads with cf_body_read, so an
+ * upload of any size costs the worker no more memory than its reads.
+ * The route's body limit still applies (a Content-Length over it is a 413
+ * before the handler runs; a chunked body passing it fails cf_body_read).
+ * Expect: 100-continue is answered by the first read. */
+void cf_route_set_stream_body(cf_route *route, bool stream);
 /* Wrap this route's handler in `mw` (the first added is the outermost). */
 void cf_route_use(cf_route *route, cf_middleware mw);
 
@@ -206,8 +213,18 @@ const char *cf_arg(cf_req *rq, const char *name);    /* first query value */
 const char *cf_header(cf_req *rq, const char *name); /* case-insensitive */
 const char *cf_cookie(cf_req *rq, const char *name);
 const char *cf_form(cf_req *rq, const char *name);   /* urlencoded body */
-/* The body as received (chunked bodies de-chunked); NUL-terminated. */
+/* The body as received (chunked bodies de-chunked); NUL-terminated. On a
+ * route that streams its body (cf_route_set_stream_body) this reads what
+ * cf_body_read has not returned yet, suspending until it is in; if that
+ * fails, it returns "" (length 0) and cf_errmsg(rq) says why. */
 const char *cf_body(cf_req *rq, size_t *len);
+/* Read the next piece of the body into buf[0..cap): suspends until some
+ * is in (a streaming route), or copies from the received body. Returns the
+ * number of bytes, 0 at its end, or CF_ETOOBIG (past the route's body
+ * limit: answer 413), CF_EINVAL (malformed framing: 400), CF_ETIMEDOUT
+ * (the client sent nothing for the body timeout: 408), CF_ECANCELED (the
+ * client left), CF_EPERM (a threaded handler); cf_errmsg(rq) says why. */
+long cf_body_read(cf_req *rq, void *buf, size_t cap);
 /* The body parsed as JSON, or NULL with cf_errmsg(rq) saying why (wrong
  * Content-Type, invalid JSON and where). Borrowed: owned by the request. */
 json_t *cf_get_json(cf_req *rq);
@@ -477,7 +494,8 @@ enum {
     CF_ECONNREFUSED = -1101,/* nothing listens there (or connect failed) */
     CF_ETLS = -1102,        /* TLS handshake or certificate failure */
     CF_ETOOBIG = -1103,     /* the response body passed max_body, or its
-                             * headers 256 KiB */
+                             * headers 256 KiB (cf_body_read: the request
+                             * body passed its route's limit) */
     CF_EHTTPSTATUS = -1104, /* cf_fetch_raise_for_status: not a 2xx */
     CF_ENETWORK = -1105,    /* any other transfer failure (reset, ...) */
 };
@@ -769,46 +787,11 @@ int64_t cf_queue_requeue(cf_req *rq, int64_t dead_id);
 /* Jobs waiting or running (not dead), of `name` (NULL: all). Suspends. */
 int64_t cf_queue_pending(cf_req *rq, const char *name);
 
-/* ------------------------------------------------------------------ */
-/* In-process test client                                             */
-/* ------------------------------------------------------------------ */
-
-/* Runs requests through the whole pipeline (hooks, middleware, async
- * handlers awaiting real timers) on a private loop, without sockets. */
-typedef struct cf_test_client cf_test_client;
-typedef struct cf_test_response cf_test_response;
-
-cf_test_client *cf_test_client_new(cf_app *app);
-void cf_test_client_free(cf_test_client *tc); /* frees its responses too */
-/* headers: NULL-terminated array of "Name: value" strings, or NULL. Returns
- * after the response is complete and teardown has run. */
-cf_test_response *cf_test_request(cf_test_client *tc, const char *method,
-                                  const char *target,
-                                  const char *const *headers,
-                                  const void *body, size_t len);
-cf_test_response *cf_test_get(cf_test_client *tc, const char *target);
-cf_test_response *cf_test_post_json(cf_test_client *tc, const char *target,
-                                    const char *json_text);
-/* Run the loop until every background task started so far has finished,
- * or timeout_ms passed (-1: no limit). Returns 0, or CF_ETIMEDOUT. */
-int cf_test_wait_background(cf_test_client *tc, int64_t timeout_ms);
-/* Run the loop (the client consumes the app's queue like a worker) until
- * no job is left in the queue (delayed ones included, dead letters
- * excluded) and no background task runs, or timeout_ms passed. Returns 0,
- * or CF_ETIMEDOUT. */
-int cf_test_run_queue(cf_test_client *tc, int64_t timeout_ms);
-int cf_test_status(const cf_test_response *r);
-const char *cf_test_header(const cf_test_response *r, const char *name);
-const char *cf_test_body(const cf_test_response *r, size_t *len);
-/* Parsed body; borrowed, NULL if not JSON. */
-json_t *cf_test_json(cf_test_response *r);
-/* A streamed body's producer result: 0, or negative when the body was cut
- * (also 0 for a response that was not streamed). */
-int cf_test_stream_result(const cf_test_response *r);
-
 #pragma GCC visibility pop
 
 #ifdef __cplusplus
 }
 #endif
+#include "carafe/testing.h" /* the in-process test client */
+
 #endif /* CARAFE_H */

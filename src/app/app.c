@@ -126,8 +126,7 @@ void cf_app_free(cf_app *app)
     }
     free_group_parts(&app->root);
     cf_router_free(app->router);
-    cf_queue_free(app->queue);
-    cf_db_free(app->db);
+    cf_app_services_free(app);
     free(app);
 }
 
@@ -289,6 +288,8 @@ void cf_route_set_name(cf_route *route, const char *name)
 }
 void cf_route_set_max_body(cf_route *route, size_t bytes) { route->max_body = bytes ? bytes : 1; }
 void cf_route_set_threaded(cf_route *route, bool threaded) { route->threaded = threaded; }
+
+void cf_route_set_stream_body(cf_route *route, bool stream) { route->stream_body = stream; }
 void cf_route_use(cf_route *route, cf_middleware mw)
 {
     list_add(&route->middleware, mw);

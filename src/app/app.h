@@ -7,6 +7,7 @@
 #define CF_APP_APP_H
 
 #include "app/router.h"
+#include "app/service.h"
 #include "carafe.h"
 
 /* Known methods as bits, so a route's method check is one AND. */
@@ -56,6 +57,7 @@ struct cf_route {
     cf_handler handler;
     size_t max_body; /* 0: the app's */
     bool threaded;
+    bool stream_body; /* the handler reads the body as it arrives */
     char *static_dir; /* cf_static's directory */
     cf_handler_list middleware;
     /* Middleware of the groups (root first) then of the route, rebuilt
@@ -78,8 +80,9 @@ struct cf_app {
     cf_group *groups;
     int64_t opt[CF_OPT_COUNT];
     unsigned version; /* bumped by every set-up change */
-    void *db;         /* the database (src/io/db.c), NULL until configured */
-    void *queue;      /* the task queue (src/io/queue.c), NULL until configured */
+    /* I/O modules attached to the app (the database, the task queue). */
+    cf_app_service services[CF_APP_MAX_SERVICES];
+    size_t nservices;
 };
 
 /* The route of `rule` answering `method`, or NULL. *allowed gets the bits
@@ -92,12 +95,7 @@ void cf_route_build_chain(cf_route *route);
 void cf_allow_header(unsigned allowed, cf_route *routes, char *buf, size_t cap);
 /* Fatal set-up error: print and exit. */
 void cf_setup_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-/* Free app->queue (src/io/queue.c). */
-void cf_queue_free(void *queue);
-/* Free app->db (src/io/db.c). */
-void cf_db_free(void *db);
-/* A task of `rq` crashed and its memory is abandoned: give back the
- * database connections it holds (src/io/db.c; call from the crash path). */
-void cf_db_request_crashed(cf_req *rq);
+/* Free the state of every attached service (service.c). */
+void cf_app_services_free(cf_app *app);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * background.c — tasks that outlive the request that started them.
  *
- * A background task gets a request object of its own, with a transport
+ * A background task gets a request object of its own, on an exchange
  * that sends nothing: so it has its own arena, storage and scope, and every
  * primitive that works in a handler works in it. The scheduler counts them
  * and keeps a list, so a stopping worker (or the test client) can wait for
@@ -20,7 +20,7 @@ typedef struct bg_task {
     struct bg_task *next, *prev;
 } bg_task;
 
-static void bg_send(cf_req *rq) { (void)rq; }
+static void bg_send(cf_exchange *x) { (void)x; }
 
 static void bg_unlink(bg_task *b)
 {
@@ -36,20 +36,20 @@ static void bg_unlink(bg_task *b)
         s->background_idle(s->background_idle_arg);
 }
 
-static void bg_finished(cf_req *rq) { bg_unlink(rq->tp_ctx); }
+static void bg_finished(cf_exchange *x) { bg_unlink(x->proto); }
 
-static void bg_crashed(cf_req *rq, bool main_task)
+static void bg_crashed(cf_exchange *x)
 {
-    bg_task *b = rq->tp_ctx;
-    (void)main_task;
+    bg_task *b = x->proto;
     fprintf(stderr, "carafe: background task %s crashed\n", b->name);
     bg_unlink(b); /* its memory stays: it may be inconsistent */
 }
 
-static const cf_transport bg_transport = {bg_send, bg_finished, bg_crashed, NULL, NULL, NULL, NULL, false};
+static const cf_exchange_ops bg_ops = {.send = bg_send, .finished = bg_finished, .crashed = bg_crashed};
 
-static int bg_main(cf_req *rq, void *arg)
+static int bg_main(void *ctx, void *arg)
 {
+    cf_req *rq = ctx;
     bg_task *b = arg;
     int rc = b->fn(rq, b->arg);
     if (rc < 0) {
@@ -66,7 +66,7 @@ int cf_background(cf_req *parent, const char *name, cf_task_fn fn, const void *a
     cf_sched *s = cf_sched_get();
     if (!s || !fn)
         return CF_EPERM;
-    cf_req *rq = cf_req_new(parent->app, &bg_transport, NULL);
+    cf_req *rq = cf_req_new(parent->app, &bg_ops, NULL);
     if (!rq)
         return CF_ENOMEM;
     bg_task *b = cf_alloc(rq, sizeof *b);
@@ -79,10 +79,10 @@ int cf_background(cf_req *parent, const char *name, cf_task_fn fn, const void *a
         b->arg = cf_alloc(rq, arg_size);
         memcpy(b->arg, arg, arg_size);
     }
-    rq->tp_ctx = b;
-    rq->method = cf_strdup(rq, "TASK");
-    rq->path = rq->target = b->name;
-    rq->query = cf_strdup(rq, "");
+    rq->x.proto = b;
+    rq->x.method = cf_strdup(rq, "TASK");
+    rq->x.path = rq->x.target = b->name;
+    rq->x.query = cf_strdup(rq, "");
     rq->label = cf_sprintf(rq, "background task %s", b->name);
     if (!cf_task_start(&rq->main, &rq->scope, rq, bg_main, b, rq->label)) {
         cf_req_free(rq);

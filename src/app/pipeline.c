@@ -6,7 +6,7 @@
  *     middleware chain → handler (on the loop, or on the thread pool)
  *   → error handler when aborted or failed (innermost group first)
  *   → after_request hooks (innermost first, newest first)
- *   → response handed to the transport (then a streaming body's producer)
+ *   → response handed to the exchange's protocol (then a streaming body's producer)
  *   → teardown hooks, always.
  *
  * Every step is ordinary C on the task's coroutine, so any of them may
@@ -92,7 +92,7 @@ void cf_next(cf_req *rq)
     /* The handler touches the request from its thread until it returns, so
      * nothing may go on with the request before that, cancelled or not. */
     cf_waitable_detach((cf_waitable *)job);
-    cf__await_shielded(rq, job);
+    cf_task_await_shielded(job);
 }
 
 static void answer_route_status(cf_req *rq)
@@ -110,10 +110,10 @@ static void answer_route_status(cf_req *rq)
         cf_abort(rq, 405);
         break;
     case 308: {
-        const char *q = rq->query && rq->query[0] ? rq->query : NULL;
+        const char *q = rq->x.query && rq->x.query[0] ? rq->x.query : NULL;
         /* The target as sent (still encoded) keeps odd characters intact. */
-        size_t plen = strcspn(rq->target, "?");
-        const char *t = rq->target;
+        size_t plen = strcspn(rq->x.target, "?");
+        const char *t = rq->x.target;
         if (strncmp(t, "http://", 7) == 0 || strncmp(t, "https://", 8) == 0) {
             t = strchr(strchr(t, ':') + 3, '/');
             plen = t ? strcspn(t, "?") : 0;
@@ -129,8 +129,9 @@ static void answer_route_status(cf_req *rq)
     }
 }
 
-static int pipeline_main(cf_req *rq, void *arg)
+static int pipeline_main(void *ctx, void *arg)
 {
+    cf_req *rq = ctx;
     (void)arg;
     cf_group *path[MAX_DEPTH];
     size_t depth = group_path(rq->route ? rq->route->group : &rq->app->root, path);
@@ -177,11 +178,12 @@ static int pipeline_main(cf_req *rq, void *arg)
             }
         }
         if (!rq->main.cancelled) {
-            rq->streaming = rq->stream_fn &&
-                            (rq->ws || (!rq->is_head && cf_status_has_body(rq->status)));
-            rq->sent = true;
-            rq->tp->send(rq);
-            if (rq->streaming)
+            rq->x.upgrade = rq->wants_ws && rq->stream_fn;
+            rq->x.streaming = rq->stream_fn &&
+                              (rq->x.upgrade || (!rq->x.is_head && cf_status_has_body(rq->x.status)));
+            rq->x.sent = true;
+            rq->x.ops->send(&rq->x);
+            if (rq->x.streaming)
                 cf_stream_run(rq); /* the body, still on this task */
         }
     }
@@ -202,8 +204,8 @@ void cf_req_dispatch(cf_req *rq)
     if (!cf_task_start(&rq->main, &rq->scope, rq, pipeline_main, NULL, rq->label)) {
         /* No coroutine stack to be had (memory exhausted): answer anyway. */
         cf_text(rq, 503, "503 Service Unavailable: out of coroutine stacks\n");
-        rq->sent = true;
-        rq->tp->send(rq);
+        rq->x.sent = true;
+        rq->x.ops->send(&rq->x);
         cf_scope_ref(&rq->scope);
         cf_scope_unref(&rq->scope);
         return;

@@ -5,6 +5,7 @@
  * url_for, arena allocation).
  */
 #include <ctype.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,18 +21,11 @@
 static __thread cf_req *req_pool[POOL_MAX];
 static __thread size_t req_pool_len;
 
-uint64_t cf_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void scope_released(cf_scope *s);
 static void scope_crashed(cf_scope *s, cf_task *t);
 static void on_deadline(cf_timer *t);
 
-cf_req *cf_req_new(cf_app *app, const cf_transport *tp, void *tp_ctx)
+cf_req *cf_req_new(cf_app *app, const cf_exchange_ops *ops, void *proto)
 {
     cf_req *rq = req_pool_len ? req_pool[--req_pool_len] : malloc(sizeof *rq + FIRST_BLOCK);
     if (!rq)
@@ -39,13 +33,14 @@ cf_req *cf_req_new(cf_app *app, const cf_transport *tp, void *tp_ctx)
     memset(rq, 0, sizeof *rq);
     cf_arena_init(&rq->arena, (char *)(rq + 1), FIRST_BLOCK);
     rq->app = app;
-    rq->tp = tp;
-    rq->tp_ctx = tp_ctx;
+    rq->x.ops = ops;
+    rq->x.proto = proto;
+    rq->x.arena = &rq->arena;
     rq->scope.arena = &rq->arena;
     rq->scope.release = scope_released;
     rq->scope.crashed = scope_crashed;
     cf_timer_init(&rq->deadline, on_deadline);
-    rq->start_ns = cf_now_ns();
+    rq->x.start_ns = cf_now_ns();
     return rq;
 }
 
@@ -75,24 +70,24 @@ static void on_deadline(cf_timer *t)
 
 static void scope_crashed(cf_scope *s, cf_task *t)
 {
+    (void)t;
     cf_req *rq = (cf_req *)((char *)s - offsetof(cf_req, scope));
     cf_timer_stop(&rq->deadline);
-    cf_db_request_crashed(rq); /* its connections go back, transactions rolled back */
-    if (rq->tp && rq->tp->crashed)
-        rq->tp->crashed(rq, t == &rq->main);
+    cf_app_services_crashed(rq); /* e.g. database connections go back, rolled back */
+    if (rq->x.ops->crashed)
+        rq->x.ops->crashed(&rq->x);
 }
 
 static void scope_released(cf_scope *s)
 {
     cf_req *rq = (cf_req *)((char *)s - offsetof(cf_req, scope));
     cf_timer_stop(&rq->deadline);
-    if (rq->tp && rq->tp->finished)
-        rq->tp->finished(rq);
+    if (rq->x.ops->finished)
+        rq->x.ops->finished(&rq->x);
     cf_req_free(rq);
 }
 
 cf_scope *cf__req_scope(cf_req *rq) { return &rq->scope; }
-bool cf__req_cancelled(cf_req *rq) { return rq->main.cancelled; }
 
 void cf_req_cancel(cf_req *rq)
 {
@@ -153,59 +148,7 @@ void cf_defer(cf_req *rq, void (*fn)(void *), void *ptr)
         abort();
 }
 
-void cf_kv_add(cf_req *rq, cf_kv_list *l, char *name, char *value)
-{
-    if (l->len == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 8;
-        l->items = cf_arena_realloc(&rq->arena, l->items, l->cap * sizeof(cf_kv), cap * sizeof(cf_kv));
-        if (!l->items)
-            abort();
-        l->cap = cap;
-    }
-    l->items[l->len++] = (cf_kv){name, value};
-}
-
-const char *cf_kv_get(const cf_kv_list *l, const char *name, bool nocase)
-{
-    for (size_t i = 0; i < l->len; i++)
-        if ((nocase ? strcasecmp : strcmp)(l->items[i].name, name) == 0)
-            return l->items[i].value;
-    return NULL;
-}
-
 /* ---- decoding ------------------------------------------------------------- */
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-long cf_url_decode(char *s, size_t len, bool plus)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (c == '%') {
-            if (i + 2 >= len)
-                return -1;
-            int h = hexval((unsigned char)s[i + 1]), l = hexval((unsigned char)s[i + 2]);
-            if (h < 0 || l < 0)
-                return -1;
-            c = (char)(h * 16 + l);
-            i += 2;
-        } else if (plus && c == '+') {
-            c = ' ';
-        }
-        s[o++] = c;
-    }
-    s[o] = 0;
-    return (long)o;
-}
 
 void cf_parse_urlencoded(cf_req *rq, const char *s, size_t len, cf_kv_list *out)
 {
@@ -230,78 +173,30 @@ void cf_parse_urlencoded(cf_req *rq, const char *s, size_t len, cf_kv_list *out)
 
 /* ---- taking over the head ------------------------------------------------ */
 
-int cf_req_set_head(cf_req *rq, const cf_http_head *h, const char *raw, size_t raw_len,
-                    const char **reason)
-{
-    char *copy = arena_alloc_or_die(rq, raw_len + 1);
-    memcpy(copy, raw, raw_len);
-    copy[raw_len] = 0;
-#define REBASE(p) (copy + ((const char *)(p)-raw))
-    rq->method = REBASE(h->method);
-    rq->method[h->method_len] = 0;
-    rq->minor = h->minor;
-    rq->keep_alive = h->keep_alive;
-    rq->is_head = h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
-    rq->target = arena_strndup(rq, h->target, h->target_len);
-    rq->query = h->query ? arena_strndup(rq, h->query, h->query_len) : arena_strndup(rq, "", 0);
-    rq->nfields = h->nfields;
-    rq->fields = arena_alloc_or_die(rq, (h->nfields ? h->nfields : 1) * sizeof(cf_hfield));
-    for (size_t i = 0; i < h->nfields; i++) {
-        cf_hfield f = h->fields[i];
-        char *name = REBASE(f.name), *value = REBASE(f.value);
-        name[f.name_len] = 0;
-        value[f.value_len] = 0;
-        rq->fields[i] = (cf_hfield){name, f.name_len, value, f.value_len};
-    }
-#undef REBASE
-
-    char *path = arena_strndup(rq, h->path, h->path_len);
-    long n = cf_url_decode(path, h->path_len, false);
-    if (n < 0) {
-        *reason = "invalid percent-encoding in the path";
-        return 400;
-    }
-    if (memchr(path, 0, (size_t)n)) {
-        *reason = "NUL byte in the path";
-        return 400;
-    }
-    /* After decoding, a "." or ".." segment could climb out of the route
-     * the client appears to address (/static/%2e%2e/secret); browsers never
-     * send them, so refusing is safe and simple. */
-    for (char *seg = path; seg && *seg;) {
-        char *slash = strchr(seg + 1, '/');
-        size_t len = slash ? (size_t)(slash - seg - 1) : strlen(seg + 1);
-        if (seg[0] == '/' && ((len == 1 && seg[1] == '.') || (len == 2 && seg[1] == '.' && seg[2] == '.'))) {
-            *reason = "dot segments are not allowed in the path";
-            return 400;
-        }
-        seg = slash;
-    }
-    rq->path = path;
-    /* "GET /path" for crash reports; built by hand, it is made per request. */
-    char *label = arena_alloc_or_die(rq, h->method_len + (size_t)n + 2);
-    memcpy(label, rq->method, h->method_len);
-    label[h->method_len] = ' ';
-    memcpy(label + h->method_len + 1, path, (size_t)n + 1);
-    rq->label = label;
-    return 0;
-}
-
 void cf_req_route(cf_req *rq)
 {
-    int m = cf_router_match(rq->app->router, rq->path, strlen(rq->path), &rq->match);
+    /* "GET /path" for crash reports; built by hand, it is made per request. */
+    size_t mlen = strlen(rq->x.method), plen = strlen(rq->x.path);
+    char *label = arena_alloc_or_die(rq, mlen + plen + 2);
+    memcpy(label, rq->x.method, mlen);
+    label[mlen] = ' ';
+    memcpy(label + mlen + 1, rq->x.path, plen + 1);
+    rq->label = label;
+
+    int m = cf_router_match(rq->app->router, rq->x.path, strlen(rq->x.path), &rq->match);
     rq->route = NULL;
     rq->rule = NULL;
     if (m == 1) {
         rq->rule = rq->match.rule;
-        rq->route = cf_app_find_route(rq->rule, rq->method, strlen(rq->method), &rq->allowed);
-        if (!rq->route && strcmp(rq->method, "OPTIONS") != 0)
+        rq->route = cf_app_find_route(rq->rule, rq->x.method, strlen(rq->x.method), &rq->allowed);
+        if (!rq->route && strcmp(rq->x.method, "OPTIONS") != 0)
             rq->route_status = 405;
     } else if (m == 2) {
         rq->route_status = 308;
     } else {
         rq->route_status = 404;
     }
+    rq->x.body_streamed = rq->route && rq->route->stream_body;
 }
 
 size_t cf_req_max_body(cf_req *rq)
@@ -313,34 +208,34 @@ size_t cf_req_max_body(cf_req *rq)
 
 /* ---- accessors ---------------------------------------------------------- */
 
-const char *cf_method(cf_req *rq) { return rq->method; }
-const char *cf_path(cf_req *rq) { return rq->path; }
-const char *cf_query_string(cf_req *rq) { return rq->query ? rq->query : ""; }
+const char *cf_method(cf_req *rq) { return rq->x.method; }
+const char *cf_path(cf_req *rq) { return rq->x.path; }
+const char *cf_query_string(cf_req *rq) { return rq->x.query ? rq->x.query : ""; }
 
 const char *cf_arg(cf_req *rq, const char *name)
 {
     if (!rq->args_parsed) {
         rq->args_parsed = true;
-        if (rq->query)
-            cf_parse_urlencoded(rq, rq->query, strlen(rq->query), &rq->args);
+        if (rq->x.query)
+            cf_parse_urlencoded(rq, rq->x.query, strlen(rq->x.query), &rq->args);
     }
     return cf_kv_get(&rq->args, name, false);
 }
 
 const char *cf_header(cf_req *rq, const char *name)
 {
-    for (size_t i = 0; i < rq->nfields; i++)
-        if (strcasecmp(rq->fields[i].name, name) == 0)
-            return rq->fields[i].value;
+    for (size_t i = 0; i < rq->x.nfields; i++)
+        if (strcasecmp(rq->x.fields[i].name, name) == 0)
+            return rq->x.fields[i].value;
     return NULL;
 }
 
 bool cf_header_at(cf_req *rq, size_t i, const char **name, const char **value)
 {
-    if (i >= rq->nfields)
+    if (i >= rq->x.nfields)
         return false;
-    *name = rq->fields[i].name;
-    *value = rq->fields[i].value;
+    *name = rq->x.fields[i].name;
+    *value = rq->x.fields[i].value;
     return true;
 }
 
@@ -348,10 +243,10 @@ const char *cf_cookie(cf_req *rq, const char *name)
 {
     if (!rq->cookies_parsed) {
         rq->cookies_parsed = true;
-        for (size_t i = 0; i < rq->nfields; i++) {
-            if (strcasecmp(rq->fields[i].name, "Cookie") != 0)
+        for (size_t i = 0; i < rq->x.nfields; i++) {
+            if (strcasecmp(rq->x.fields[i].name, "Cookie") != 0)
                 continue;
-            const char *p = rq->fields[i].value;
+            const char *p = rq->x.fields[i].value;
             while (*p) {
                 while (*p == ' ' || *p == ';')
                     p++;
@@ -389,17 +284,71 @@ const char *cf_form(cf_req *rq, const char *name)
 {
     if (!rq->form_parsed) {
         rq->form_parsed = true;
-        if (rq->body && content_type_is(rq, "application/x-www-form-urlencoded", false))
-            cf_parse_urlencoded(rq, rq->body, rq->body_len, &rq->form);
+        if (content_type_is(rq, "application/x-www-form-urlencoded", false)) {
+            size_t len;
+            const char *body = cf_body(rq, &len);
+            cf_parse_urlencoded(rq, body, len, &rq->form);
+        }
     }
     return cf_kv_get(&rq->form, name, false);
 }
 
+long cf_body_read(cf_req *rq, void *buf, size_t cap)
+{
+    if (!rq->x.body_streamed) {
+        size_t left = rq->x.body_len - rq->body_pos;
+        size_t n = left < cap ? left : cap;
+        if (n)
+            memcpy(buf, rq->x.body + rq->body_pos, n);
+        rq->body_pos += n;
+        return (long)n;
+    }
+    if (!cf_on_loop_thread() || !cf_task_current())
+        return CF_EPERM;
+    if (rq->x.body_done || cap == 0)
+        return 0;
+    long n = rq->x.ops->body_read(&rq->x, buf, cap > LONG_MAX ? LONG_MAX : cap);
+    if (n < 0) {
+        rq->error = (int)n;
+        rq->errmsg = rq->x.errmsg ? rq->x.errmsg : cf_strerror((int)n);
+    }
+    return n;
+}
+
+/* A streamed body taken whole after all: the rest goes to the arena (the
+ * protocol enforces the route's limit). */
+static void read_rest(cf_req *rq)
+{
+    size_t cap = 0, len = 0;
+    char *buf = NULL;
+    for (;;) {
+        if (len + 1024 > cap) {
+            size_t ncap = cap ? cap * 2 : 16384;
+            buf = cf_arena_realloc(&rq->arena, buf, cap, ncap);
+            if (!buf)
+                abort();
+            cap = ncap;
+        }
+        long n = cf_body_read(rq, buf + len, cap - len - 1);
+        if (n <= 0) {
+            if (n < 0)
+                len = 0;
+            break;
+        }
+        len += (size_t)n;
+    }
+    buf[len] = 0;
+    rq->x.body = buf;
+    rq->x.body_len = len;
+}
+
 const char *cf_body(cf_req *rq, size_t *len)
 {
+    if (rq->x.body_streamed && !rq->x.body_done && !rq->x.body)
+        read_rest(rq);
     if (len)
-        *len = rq->body_len;
-    return rq->body ? rq->body : "";
+        *len = rq->x.body_len;
+    return rq->x.body ? rq->x.body : "";
 }
 
 static void decref_json(void *p) { json_decref(p); }
@@ -413,12 +362,14 @@ json_t *cf_get_json(cf_req *rq)
         rq->errmsg = "expected a JSON body (Content-Type: application/json)";
         return NULL;
     }
-    if (rq->body_len == 0) {
+    size_t body_len;
+    cf_body(rq, &body_len);
+    if (body_len == 0) {
         rq->errmsg = "the JSON body is empty";
         return NULL;
     }
     json_error_t err;
-    rq->json = json_loadb(rq->body, rq->body_len, JSON_DECODE_ANY, &err);
+    rq->json = json_loadb(rq->x.body, body_len, JSON_DECODE_ANY, &err);
     if (!rq->json) {
         rq->errmsg = cf_sprintf(rq, "invalid JSON at line %d, column %d: %s", err.line,
                                 err.column, err.text);

@@ -44,64 +44,19 @@ const char *cf_strerror(int code)
     }
 }
 
-const char *cf_reason_phrase(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 422: return "Unprocessable Content";
-    case 426: return "Upgrade Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return status < 200 ? "Informational" : status < 300 ? "Success"
-                    : status < 400 ? "Redirection" : status < 500 ? "Client Error" : "Server Error";
-    }
-}
-
 static int valid_status(int status) { return status >= 100 && status <= 999; }
 
 /* The whole response at once; body is already request memory. */
 static void set_response(cf_req *rq, int status, const char *content_type, char *body, size_t len)
 {
-    rq->status = status;
-    rq->content_type = content_type;
-    rq->resp_body = body;
-    rq->resp_len = len;
+    rq->x.status = status;
+    rq->x.content_type = content_type;
+    rq->x.resp_body = body;
+    rq->x.resp_len = len;
     rq->responded = true;
     rq->abort_status = 0;
     rq->stream_fn = NULL;
-    rq->stream_sized = rq->stream_events = false;
+    rq->x.stream = rq->x.stream_sized = rq->x.stream_events = false;
 }
 
 void cf_send(cf_req *rq, int status, const char *content_type, const void *body, size_t len)
@@ -235,7 +190,7 @@ int cf_add_header(cf_req *rq, const char *name, const char *value)
 {
     if (!header_safe(name, true) || !header_safe(value, false))
         return CF_EINVAL;
-    cf_kv_add(rq, &rq->resp_headers, cf_strdup(rq, name), cf_strdup(rq, value));
+    cf_kv_add(rq, &rq->x.resp_headers, cf_strdup(rq, name), cf_strdup(rq, value));
     return 0;
 }
 
@@ -243,7 +198,7 @@ int cf_set_header(cf_req *rq, const char *name, const char *value)
 {
     if (!header_safe(name, true) || !header_safe(value, false))
         return CF_EINVAL;
-    cf_kv_list *l = &rq->resp_headers;
+    cf_kv_list *l = &rq->x.resp_headers;
     size_t o = 0;
     for (size_t i = 0; i < l->len; i++)
         if (strcasecmp(l->items[i].name, name) != 0)
@@ -254,16 +209,16 @@ int cf_set_header(cf_req *rq, const char *name, const char *value)
 
 const char *cf_response_header(cf_req *rq, const char *name)
 {
-    if (strcasecmp(name, "Content-Type") == 0 && rq->content_type &&
-        !cf_kv_get(&rq->resp_headers, name, true))
-        return rq->content_type;
-    return cf_kv_get(&rq->resp_headers, name, true);
+    if (strcasecmp(name, "Content-Type") == 0 && rq->x.content_type &&
+        !cf_kv_get(&rq->x.resp_headers, name, true))
+        return rq->x.content_type;
+    return cf_kv_get(&rq->x.resp_headers, name, true);
 }
 
 void cf_set_status(cf_req *rq, int status)
 {
     if (valid_status(status))
-        rq->status = status;
+        rq->x.status = status;
 }
 
 static bool cookie_token_ok(const char *s, bool value)
@@ -298,17 +253,17 @@ int cf_set_cookie(cf_req *rq, const char *name, const char *value, const cf_cook
                          maxage, o->domain ? "; Domain=" : "", o->domain ? o->domain : "",
                          o->secure ? "; Secure" : "", o->http_only ? "; HttpOnly" : "",
                          o->same_site ? "; SameSite=" : "", o->same_site ? o->same_site : "");
-    cf_kv_add(rq, &rq->resp_headers, "Set-Cookie", v);
+    cf_kv_add(rq, &rq->x.resp_headers, "Set-Cookie", v);
     return 0;
 }
 
 bool cf_responded(cf_req *rq) { return rq->responded || rq->abort_status; }
-int cf_req_status(cf_req *rq) { return rq->abort_status ? rq->abort_status : rq->status; }
+int cf_req_status(cf_req *rq) { return rq->abort_status ? rq->abort_status : rq->x.status; }
 const char *cf_response_body(cf_req *rq, size_t *len)
 {
     if (len)
-        *len = rq->resp_len;
-    return rq->resp_body ? rq->resp_body : "";
+        *len = rq->x.resp_len;
+    return rq->x.resp_body ? rq->x.resp_body : "";
 }
 int cf_req_error(cf_req *rq) { return rq->error; }
 const char *cf_errmsg(cf_req *rq) { return rq->errmsg ? rq->errmsg : ""; }

@@ -3,9 +3,9 @@
  *
  * A streaming response is an ordinary response (status, headers, hooks)
  * whose body comes from a producer run after the head went out, on the
- * request's main task; each cf_write goes straight to the transport, which
- * frames it (chunked, or close-delimited for HTTP/1.0) and may suspend the
- * writer until the client has taken the backlog. Pieces are formatted on
+ * request's main task; each cf_write goes straight to the exchange, whose
+ * protocol frames it (chunked, or close-delimited for HTTP/1.0) and may
+ * suspend the writer until the client has taken the backlog. Pieces are formatted on
  * the stack or in a temporary heap buffer, never in the request's arena,
  * so an endless event stream runs in constant memory.
  */
@@ -27,6 +27,7 @@ void cf_stream(cf_req *rq, int status, const char *content_type, cf_task_fn fn, 
         return; /* a bad status: cf_send failed the request */
     rq->stream_fn = fn;
     rq->stream_arg = arg;
+    rq->x.stream = true;
 }
 
 void cf_stream_sized(cf_req *rq, int status, const char *content_type, uint64_t len,
@@ -34,8 +35,8 @@ void cf_stream_sized(cf_req *rq, int status, const char *content_type, uint64_t 
 {
     cf_stream(rq, status, content_type, fn, arg);
     if (rq->stream_fn) {
-        rq->stream_sized = true;
-        rq->stream_len = len;
+        rq->x.stream_sized = true;
+        rq->x.stream_len = len;
     }
 }
 
@@ -44,14 +45,14 @@ void cf_sse(cf_req *rq, cf_task_fn fn, void *arg)
     cf_stream(rq, 200, "text/event-stream", fn, arg);
     cf_set_header(rq, "Cache-Control", "no-cache");
     cf_set_header(rq, "X-Accel-Buffering", "no");
-    rq->stream_events = rq->stream_fn != NULL;
+    rq->x.stream_events = rq->stream_fn != NULL;
 }
 
 void cf_stream_run(cf_req *rq)
 {
     int rc = rq->stream_fn(rq, rq->stream_arg);
-    rq->streaming = false;
-    rq->tp->stream_end(rq, rc);
+    rq->x.streaming = false;
+    rq->x.ops->end(&rq->x, rc);
 }
 
 /* Larger writes go out as several chunks (libuv's buffers count in 32 bits). */
@@ -59,7 +60,7 @@ void cf_stream_run(cf_req *rq)
 
 int cf_write(cf_req *rq, const void *data, size_t len)
 {
-    if (!rq->streaming || !cf_on_loop_thread())
+    if (!rq->x.streaming || !cf_on_loop_thread())
         return CF_EPERM;
     if (cf_cancelled(rq))
         return CF_ECANCELED;
@@ -67,9 +68,9 @@ int cf_write(cf_req *rq, const void *data, size_t len)
     int rc = 0;
     while (len && rc == 0) {
         size_t n = len < MAX_PIECE ? len : MAX_PIECE;
-        rc = rq->tp->write(rq, p, n);
-        if (rc == 0 && rq->tp->drain)
-            rc = rq->tp->drain(rq);
+        rc = rq->x.ops->write(&rq->x, p, n);
+        if (rc == 0 && rq->x.ops->drain)
+            rc = rq->x.ops->drain(&rq->x);
         p += n;
         len -= n;
     }

@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static __thread cf_sched *the_sched;
 
@@ -146,23 +147,40 @@ int cf_sched_init(cf_sched *s, uv_loop_t *loop)
     return 0;
 }
 
-void *cf_sched_service(cf_service_id id)
+void *cf_sched_local_get(const void *key)
 {
-    return the_sched ? the_sched->svc[id].state : NULL;
+    if (!the_sched)
+        return NULL;
+    for (int i = 0; i < CF_SCHED_LOCALS; i++)
+        if (the_sched->locals[i].key == key)
+            return the_sched->locals[i].state;
+    return NULL;
 }
 
-void cf_sched_set_service(cf_service_id id, void *state, void (*close)(void *state))
+int cf_sched_set_local(const void *key, void *state, void (*close)(void *state))
 {
-    the_sched->svc[id].state = state;
-    the_sched->svc[id].close = close;
+    cf_sched_local *free_slot = NULL;
+    for (int i = 0; i < CF_SCHED_LOCALS; i++) {
+        cf_sched_local *l = &the_sched->locals[i];
+        if (l->key == key) {
+            free_slot = l;
+            break;
+        }
+        if (!l->key && !free_slot)
+            free_slot = l;
+    }
+    if (!free_slot)
+        return CF_ENOMEM;
+    *free_slot = (cf_sched_local){key, state, close};
+    return 0;
 }
 
 void cf_sched_close(cf_sched *s)
 {
-    for (int i = 0; i < CF_SVC_COUNT; i++) {
-        if (s->svc[i].close)
-            s->svc[i].close(s->svc[i].state);
-        s->svc[i] = (cf_service){NULL, NULL};
+    for (int i = 0; i < CF_SCHED_LOCALS; i++) {
+        if (s->locals[i].close)
+            s->locals[i].close(s->locals[i].state);
+        s->locals[i] = (cf_sched_local){NULL, NULL, NULL};
     }
     uv_close((uv_handle_t *)&s->uv_timer, NULL);
     free(s->heap);
@@ -282,12 +300,12 @@ void cf_waitable_complete(cf_waitable *w, int result)
 static void task_body(void *arg)
 {
     cf_task *t = arg;
-    t->w.result = t->fn(t->rq, t->arg);
+    t->w.result = t->fn(t->ctx, t->arg);
 }
 
 static void cancel_task_waitable(cf_waitable *w) { cf_task_cancel((cf_task *)w); }
 
-cf_task *cf_task_start(cf_task *t, cf_scope *scope, cf_req *rq, cf_task_fn fn, void *arg,
+cf_task *cf_task_start(cf_task *t, cf_scope *scope, void *ctx, cf_task_body fn, void *arg,
                        const char *label)
 {
     if (!t) {
@@ -301,7 +319,7 @@ cf_task *cf_task_start(cf_task *t, cf_scope *scope, cf_req *rq, cf_task_fn fn, v
         return NULL;
     cf_coro_set_label(t->co, label);
     cf_waitable_init(&t->w, cancel_task_waitable);
-    t->rq = rq;
+    t->ctx = ctx;
     t->scope = scope;
     t->fn = fn;
     t->arg = arg;
@@ -366,4 +384,11 @@ void cf_task_cancel(cf_task *t)
     }
     if (t->state == CF_TASK_WAITING && !t->shielded)
         cf_task_wake(t, CF_ECANCELED);
+}
+
+uint64_t cf_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }

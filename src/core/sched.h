@@ -8,9 +8,11 @@
  * live in one binary heap driven by a single libuv timer, so sleeping or a
  * timeout costs no libuv handle (and no asynchronous close) per task.
  *
- * Memory for tasks comes from their scope (a request): a scope counts the
- * tasks and thread-pool jobs still using it and is released when the last
- * one ends.
+ * Memory for tasks comes from their scope (whatever owns them: the app
+ * layer's request, a background job): a scope counts the tasks and
+ * thread-pool jobs still using it and is released when the last one ends.
+ * Core knows nothing of requests: a task runs fn(ctx, arg), and what ctx
+ * is belongs to whoever started it.
  */
 #ifndef CF_CORE_SCHED_H
 #define CF_CORE_SCHED_H
@@ -64,12 +66,15 @@ void cf_waitable_complete(cf_waitable *w, int result);
 
 typedef enum { CF_TASK_READY, CF_TASK_RUNNING, CF_TASK_WAITING, CF_TASK_DONE } cf_task_state;
 
+/* A task's body: runs on its coroutine, returns its result. */
+typedef int (*cf_task_body)(void *ctx, void *arg);
+
 struct cf_task {
     cf_waitable w;             /* a task is awaitable */
     cf_coro *co;
-    cf_req *rq;
+    void *ctx;                 /* the owner's context (the app: its request) */
     cf_scope *scope;
-    cf_task_fn fn;
+    cf_task_body fn;
     void *arg;
     cf_task_state state;
     bool cancelled;
@@ -83,17 +88,20 @@ struct cf_task {
     void (*on_exit)(cf_task *);/* called on the loop stack when done */
 };
 
-/* Per-loop state of the I/O modules (HTTP client, database pools, ...),
- * created on first use and closed with the scheduler. */
-typedef enum { CF_SVC_FETCH, CF_SVC_DB, CF_SVC_QUEUE, CF_SVC_COUNT } cf_service_id;
-typedef struct cf_service {
+/* Per-loop state of a module of a later layer (the HTTP client's multi
+ * handle, database pools, ...), created on first use and closed with the
+ * scheduler. A module names its slot by the address of a static of its
+ * own, so core needs to know none of them. */
+#define CF_SCHED_LOCALS 8
+typedef struct cf_sched_local {
+    const void *key;
     void *state;
     void (*close)(void *state); /* uv_close its handles; the loop runs after */
-} cf_service;
+} cf_sched_local;
 
 typedef struct cf_sched {
     uv_loop_t *loop;
-    cf_service svc[CF_SVC_COUNT];
+    cf_sched_local locals[CF_SCHED_LOCALS];
     uv_timer_t uv_timer;
     cf_timer **heap;
     size_t heap_len, heap_cap;
@@ -112,15 +120,18 @@ typedef struct cf_sched {
 int cf_sched_init(cf_sched *s, uv_loop_t *loop);
 void cf_sched_close(cf_sched *s);
 cf_sched *cf_sched_get(void);
-/* This loop's state of module `id`, or NULL before cf_sched_set_service. */
-void *cf_sched_service(cf_service_id id);
-void cf_sched_set_service(cf_service_id id, void *state, void (*close)(void *state));
+/* This loop's state under `key`, or NULL before cf_sched_set_local. */
+void *cf_sched_local_get(const void *key);
+/* Returns 0, or CF_ENOMEM when every slot is taken. */
+int cf_sched_set_local(const void *key, void *state, void (*close)(void *state));
 bool cf_on_loop_thread(void);
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t cf_now_ns(void);
 
-/* Start a task in `scope` running fn(rq, arg); it is queued and runs when
+/* Start a task in `scope` running fn(ctx, arg); it is queued and runs when
  * the run queue is next drained. `t` may be caller-provided memory (NULL:
  * allocated in the scope). Returns NULL when no stack could be had. */
-cf_task *cf_task_start(cf_task *t, cf_scope *scope, cf_req *rq, cf_task_fn fn, void *arg,
+cf_task *cf_task_start(cf_task *t, cf_scope *scope, void *ctx, cf_task_body fn, void *arg,
                        const char *label);
 void cf_task_cancel(cf_task *t);
 /* Resume ready tasks until none is left (no-op inside a coroutine). */
@@ -130,5 +141,16 @@ cf_task *cf_task_current(void);
 /* Suspend the running task until woken; returns the wake reason. */
 int cf_task_suspend(cf_task *t);
 void cf_task_wake(cf_task *t, int result);
+
+/* The awaits (task.c), on the running task. Each returns what the public
+ * call of the same name documents in carafe.h. */
+int cf_task_await(void *awaitable, int64_t timeout_ms);
+int cf_task_await_all(void *const *aws, size_t n, int64_t timeout_ms);
+int cf_task_await_any(void *const *aws, size_t n, int64_t timeout_ms);
+/* cf_task_await that cancellation of the caller does not interrupt. */
+int cf_task_await_shielded(void *awaitable);
+int cf_task_sleep(uint64_t ms);
+/* Run fn(arg) on the thread pool; its scope is kept until fn returned. */
+cf_task *cf_task_to_thread(cf_scope *scope, cf_work_fn fn, void *arg);
 
 #endif

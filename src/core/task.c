@@ -1,14 +1,15 @@
 /*
- * task.c — the public async primitives: sleep, spawn, await (one, all,
- * any, with timeouts), cancel, and running blocking code on libuv's thread
- * pool. Everything suspends only the calling task (see core/sched.h).
+ * task.c — the async primitives on the running task: sleep, await (one,
+ * all, any, with timeouts), cancel, and running blocking code on libuv's
+ * thread pool. Everything suspends only the calling task (see
+ * core/sched.h). The public calls that take a request (cf_await, cf_spawn,
+ * ...) are thin wrappers in src/app/async.c.
  */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-#include "app/req.h"
 #include "core/sched.h"
 
 #define TASK_OF_TIMER(tm) ((cf_task *)((char *)(tm) - offsetof(cf_task, timer)))
@@ -86,9 +87,8 @@ static int wait_on(void *const *aws, size_t n, int64_t timeout_ms, int mode)
     return rc;
 }
 
-int cf_await(cf_req *rq, void *awaitable, int64_t timeout_ms)
+int cf_task_await(void *awaitable, int64_t timeout_ms)
 {
-    (void)rq;
     void *aws[1] = {awaitable};
     int rc = wait_on(aws, 1, timeout_ms, WAIT_ALL);
     cf_waitable *w = awaitable;
@@ -97,9 +97,8 @@ int cf_await(cf_req *rq, void *awaitable, int64_t timeout_ms)
     return rc < 0 ? rc : w->result;
 }
 
-int cf_await_all_n(cf_req *rq, void *const *aws, size_t n, int64_t timeout_ms)
+int cf_task_await_all(void *const *aws, size_t n, int64_t timeout_ms)
 {
-    (void)rq;
     int rc = wait_on(aws, n, timeout_ms, WAIT_ALL);
     if (rc == CF_ETIMEDOUT)
         for (size_t i = 0; i < n; i++)
@@ -113,9 +112,8 @@ int cf_await_all_n(cf_req *rq, void *const *aws, size_t n, int64_t timeout_ms)
     return 0;
 }
 
-int cf_await_any_n(cf_req *rq, void *const *aws, size_t n, int64_t timeout_ms)
+int cf_task_await_any(void *const *aws, size_t n, int64_t timeout_ms)
 {
-    (void)rq;
     if (n == 0)
         return CF_EINVAL;
     int rc = wait_on(aws, n, timeout_ms, WAIT_ANY);
@@ -127,9 +125,8 @@ int cf_await_any_n(cf_req *rq, void *const *aws, size_t n, int64_t timeout_ms)
     return CF_EINVAL; /* not reached: woken means one is done */
 }
 
-int cf_sleep(cf_req *rq, uint64_t ms)
+int cf_task_sleep(uint64_t ms)
 {
-    (void)rq;
     if (!cf_on_loop_thread()) {
         /* A threaded handler: blocking its own pool thread is the point. */
         struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
@@ -149,14 +146,6 @@ int cf_sleep(cf_req *rq, uint64_t ms)
     return rc;
 }
 
-cf_task *cf_spawn(cf_req *rq, cf_task_fn fn, void *arg)
-{
-    if (!cf_on_loop_thread() || !fn)
-        return NULL;
-    /* Labelled with the request, so a crash report names it. */
-    return cf_task_start(NULL, cf__req_scope(rq), rq, fn, arg, rq->label);
-}
-
 void cf_cancel(void *awaitable)
 {
     cf_waitable *w = as_waitable(awaitable);
@@ -166,14 +155,6 @@ void cf_cancel(void *awaitable)
 
 bool cf_done(void *awaitable) { return as_waitable(awaitable)->done; }
 int cf_result(void *awaitable) { return as_waitable(awaitable)->result; }
-
-bool cf_cancelled(cf_req *rq)
-{
-    cf_task *t = cf_task_current();
-    if (t)
-        return t->cancelled && !t->shielded;
-    return cf__req_cancelled(rq);
-}
 
 /* ---- thread pool ---------------------------------------------------------- */
 
@@ -210,11 +191,10 @@ static void work_cancel(cf_waitable *w)
     cf_waitable_complete(w, CF_ECANCELED);
 }
 
-cf_task *cf_to_thread(cf_req *rq, cf_work_fn fn, void *arg)
+cf_task *cf_task_to_thread(cf_scope *scope, cf_work_fn fn, void *arg)
 {
     if (!cf_on_loop_thread() || !fn)
         return NULL;
-    cf_scope *scope = cf__req_scope(rq);
     cf_work *wk = cf_arena_alloc(scope->arena, sizeof *wk);
     if (!wk)
         return NULL;
@@ -233,13 +213,13 @@ cf_task *cf_to_thread(cf_req *rq, cf_work_fn fn, void *arg)
     return (cf_task *)wk;
 }
 
-int cf__await_shielded(cf_req *rq, void *awaitable)
+int cf_task_await_shielded(void *awaitable)
 {
     cf_task *t = cf_task_current();
     bool was = t ? t->shielded : false;
     if (t)
         t->shielded = true;
-    int rc = cf_await(rq, awaitable, -1);
+    int rc = cf_task_await(awaitable, -1);
     if (t)
         t->shielded = was;
     return rc;

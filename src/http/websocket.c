@@ -1,26 +1,26 @@
 /*
- * websocket.c — WebSocket sessions (RFC 6455) on an upgraded connection.
+ * websocket.c — WebSocket sessions (RFC 6455) over a byte stream (see
+ * websocket.h): the server end of an upgraded exchange, or the test
+ * client's end.
  *
- * cf_websocket checks the handshake and answers 101; the session function
- * then runs as the response's producer on the request's coroutine. Frames
- * are wslay's business (parsing, masking, fragments, ping/pong, the close
- * handshake, the message size limit): bytes from the connection go into
- * wslay's event context (cf_ws_input), whole messages are queued for
- * cf_ws_recv, and what wslay sends is queued on the connection without
- * waiting; a sender then waits like a streaming writer while the client is
- * behind. Text messages are checked to be UTF-8 (1007 otherwise). Input is
- * taken only while fewer than WS_QUEUE_MAX bytes of messages wait to be
- * received, so a client cannot grow the worker faster than the app reads.
+ * Frames are wslay's business (parsing, masking, fragments, ping/pong, the
+ * close handshake, the message size limit): bytes from the peer go into
+ * wslay's event context (cf_ws_input), whole messages are queued for the
+ * receiver, and what wslay sends is queued on the stream without waiting;
+ * a sender then waits (io->drain) while the peer is behind. Text messages
+ * are checked to be UTF-8 (1007 otherwise). Input is taken only while
+ * fewer than WS_QUEUE_MAX bytes of messages wait to be received, so a peer
+ * cannot grow the process faster than the session reads.
  */
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <wslay/wslay.h>
 
-#include "app/req.h"
+#include "http/websocket.h"
 
 #define WS_QUEUE_MAX (4u * 1024 * 1024)
 
@@ -31,23 +31,22 @@ typedef struct ws_msg {
     char data[];
 } ws_msg;
 
-typedef struct cf_ws {
-    cf_req *rq;
+struct cf_ws {
     wslay_event_context_ptr ctx;
+    const cf_ws_io *io;
+    void *io_ctx;
     const char *in; /* the bytes cf_ws_input offers to wslay */
     size_t in_len;
     ws_msg *head, *tail;
     size_t queued;
-    ws_msg *taken;  /* the message cf_ws_recv returned last (freed on the next) */
+    ws_msg *taken;  /* the message taken last (freed on the next take) */
     cf_waitable *waiter;
-    bool closed;    /* the client's close frame arrived, or the connection failed */
+    bool closed;    /* the peer's close frame arrived, or the stream failed */
     bool wake_pending;
     int close_code;
-    cf_task_fn fn;
-    void *arg;
-} cf_ws;
+};
 
-static bool utf8_valid(const unsigned char *s, size_t n)
+bool cf_utf8_valid(const unsigned char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -114,8 +113,8 @@ static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
 {
     cf_ws *ws = user;
     (void)flags;
-    /* Queued on the connection at once (never suspends inside wslay). */
-    if (ws->rq->tp->write(ws->rq, data, len) != 0) {
+    /* Queued at once (never suspends inside wslay). */
+    if (ws->io->write(ws->io_ctx, data, len) != 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
@@ -134,7 +133,7 @@ static void on_message(wslay_event_context_ptr ctx, const struct wslay_event_on_
     }
     if (a->opcode != WSLAY_TEXT_FRAME && a->opcode != WSLAY_BINARY_FRAME)
         return; /* ping and pong: wslay answers pings itself */
-    if (a->opcode == WSLAY_TEXT_FRAME && !utf8_valid(a->msg, a->msg_length)) {
+    if (a->opcode == WSLAY_TEXT_FRAME && !cf_utf8_valid(a->msg, a->msg_length)) {
         static const char why[] = "text message is not UTF-8";
         wslay_event_queue_close(ctx, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, (const uint8_t *)why,
                                 sizeof why - 1);
@@ -177,12 +176,10 @@ static void flush_from_task(cf_ws *ws)
         wake_now(ws);
 }
 
-size_t cf_ws_input(cf_req *rq, const char *data, size_t len)
+size_t cf_ws_input(void *session, const char *data, size_t len)
 {
-    cf_ws *ws = rq->ws;
-    if (ws && !ws->ctx)
-        return 0; /* the session has not started: keep them */
-    if (!ws || !wslay_event_get_read_enabled(ws->ctx))
+    cf_ws *ws = session;
+    if (!wslay_event_get_read_enabled(ws->ctx))
         return len; /* nothing more is read: discard */
     ws->in = data;
     ws->in_len = len;
@@ -204,134 +201,85 @@ size_t cf_ws_input(cf_req *rq, const char *data, size_t len)
     return used;
 }
 
-/* ---- the handshake and the session ----------------------------------- */
-
-/* Does a comma-separated header hold this token (case-insensitive)? */
-static bool has_token(const char *h, const char *token)
+static int genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
 {
-    size_t n = strlen(token);
-    for (const char *p = h; p && *p;) {
-        p += strspn(p, " \t,");
-        size_t len = strcspn(p, ",");
-        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-            len--;
-        if (len == n && strncasecmp(p, token, n) == 0)
-            return true;
-        p += strcspn(p, ",");
-    }
-    return false;
+    (void)ctx;
+    (void)user;
+    return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
 }
 
-static void free_session(void *p)
+cf_ws *cf_ws_new(bool client, uint64_t max_msg, const cf_ws_io *io, void *io_ctx)
 {
-    cf_ws *ws = p;
-    if (ws->ctx)
-        wslay_event_context_free(ws->ctx);
+    cf_ws *ws = calloc(1, sizeof *ws);
+    if (!ws)
+        return NULL;
+    ws->io = io;
+    ws->io_ctx = io_ctx;
+    struct wslay_event_callbacks cb = {.recv_callback = on_recv, .send_callback = on_send,
+                                       .on_msg_recv_callback = on_message};
+    if (client)
+        cb.genmask_callback = genmask;
+    int rc = client ? wslay_event_context_client_init(&ws->ctx, &cb, ws)
+                    : wslay_event_context_server_init(&ws->ctx, &cb, ws);
+    if (rc != 0) {
+        free(ws);
+        return NULL;
+    }
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, max_msg);
+    return ws;
+}
+
+static int exchange_write(void *ctx, const void *data, size_t len)
+{
+    cf_exchange *x = ctx;
+    return x->ops->write(x, data, len);
+}
+
+static int exchange_drain(void *ctx)
+{
+    cf_exchange *x = ctx;
+    return x->ops->drain ? x->ops->drain(x) : 0;
+}
+
+static void exchange_resume(void *ctx)
+{
+    cf_exchange *x = ctx;
+    x->ops->resume_input(x);
+}
+
+static const cf_ws_io exchange_io = {exchange_write, exchange_drain, exchange_resume};
+
+cf_ws *cf_ws_on_exchange(cf_exchange *x, uint64_t max_msg)
+{
+    cf_ws *ws = cf_ws_new(false, max_msg, &exchange_io, x);
+    if (ws) {
+        x->input = cf_ws_input;
+        x->input_ctx = ws;
+    }
+    return ws;
+}
+
+void cf_ws_free(cf_ws *ws)
+{
+    if (!ws)
+        return;
+    wslay_event_context_free(ws->ctx);
     for (ws_msg *m = ws->head, *next; m; m = next) {
         next = m->next;
         free(m);
     }
     free(ws->taken);
+    free(ws);
 }
 
-static int run_session(cf_req *rq, void *arg)
+void cf_ws_set_waiter(cf_ws *ws, cf_waitable *w) { ws->waiter = w; }
+
+int cf_ws_take(cf_ws *ws, cf_ws_message *out)
 {
-    cf_ws *ws = arg;
-    struct wslay_event_callbacks cb = {.recv_callback = on_recv, .send_callback = on_send,
-                                       .on_msg_recv_callback = on_message};
-    if (wslay_event_context_server_init(&ws->ctx, &cb, ws) != 0)
-        return CF_ENOMEM;
-    wslay_event_config_set_max_recv_msg_length(ws->ctx, (uint64_t)cf_req_max_body(rq));
-    rq->tp->resume_input(rq); /* frames the client sent with its request */
-    int rc = ws->fn(rq, ws->arg);
-    if (!wslay_event_get_close_sent(ws->ctx)) {
-        /* the session ended first: 1000, 1011 when it failed, 1001 when
-         * the server stops */
-        uint16_t code = cf_cancelled(rq) && !ws->closed ? 1001 : rc < 0 && rc != CF_ECANCELED ? 1011 : 1000;
-        wslay_event_queue_close(ws->ctx, code, NULL, 0);
-        flush(ws);
-    }
-    return rc;
-}
-
-void cf_websocket(cf_req *rq, cf_task_fn fn, void *arg)
-{
-    const char *upgrade = cf_header(rq, "Upgrade"), *connection = cf_header(rq, "Connection");
-    const char *version = cf_header(rq, "Sec-WebSocket-Version");
-    const char *key = cf_header(rq, "Sec-WebSocket-Key");
-    if (!rq->tp->upgrades) {
-        rq->errmsg = "WebSocket needs a server connection (not the test client)";
-        cf_abort(rq, 501);
-        return;
-    }
-    if (strcmp(cf_method(rq), "GET") != 0 || rq->minor != 1 || !upgrade ||
-        !has_token(upgrade, "websocket") || !connection || !has_token(connection, "upgrade")) {
-        rq->errmsg = "this URL is a WebSocket: a GET with Upgrade: websocket";
-        cf_set_header(rq, "Upgrade", "websocket");
-        cf_abort(rq, 426);
-        return;
-    }
-    if (!version || strcmp(version, "13") != 0) {
-        rq->errmsg = "only WebSocket version 13 is spoken";
-        cf_set_header(rq, "Sec-WebSocket-Version", "13");
-        cf_abort(rq, 426);
-        return;
-    }
-    unsigned char raw[32];
-    if (!key || strlen(key) != 24 || EVP_DecodeBlock(raw, (const unsigned char *)key, 24) != 18) {
-        rq->errmsg = "Sec-WebSocket-Key is not 16 bytes in base64";
-        cf_abort(rq, 400);
-        return;
-    }
-    char both[80];
-    snprintf(both, sizeof both, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
-    unsigned char digest[SHA_DIGEST_LENGTH];
-    SHA1((const unsigned char *)both, strlen(both), digest);
-    char accept[32];
-    EVP_EncodeBlock((unsigned char *)accept, digest, SHA_DIGEST_LENGTH);
-
-    cf_ws *ws = cf_alloc(rq, sizeof *ws);
-    memset(ws, 0, sizeof *ws);
-    ws->rq = rq;
-    ws->fn = fn;
-    ws->arg = arg;
-    cf_defer(rq, free_session, ws);
-    cf_stream_sized(rq, 101, NULL, UINT64_MAX, run_session, ws);
-    if (!rq->stream_fn)
-        return;
-    rq->ws = ws;
-    rq->stream_events = true; /* a stopping server closes it (1001) */
-    cf_set_header(rq, "Upgrade", "websocket");
-    cf_set_header(rq, "Sec-WebSocket-Accept", accept);
-}
-
-static cf_ws *session(cf_req *rq)
-{
-    return rq->ws && rq->streaming && rq->ws->ctx ? rq->ws : NULL;
-}
-
-static void ws_wait_cancel(cf_waitable *w) { cf_waitable_complete(w, CF_ECANCELED); }
-
-int cf_ws_recv(cf_req *rq, cf_ws_message *out, int64_t timeout_ms)
-{
-    cf_ws *ws = session(rq);
-    if (!ws || !cf_on_loop_thread())
-        return CF_EPERM;
     free(ws->taken);
     ws->taken = NULL;
-    while (!ws->head) {
-        if (ws->closed)
-            return CF_ECLOSED;
-        cf_waitable w;
-        cf_waitable_init(&w, ws_wait_cancel);
-        ws->waiter = &w;
-        int rc = cf_await(rq, &w, timeout_ms);
-        ws->waiter = NULL;
-        if (!w.done)
-            cf_waitable_detach(&w);
-        if (rc != 0)
-            return rc;
-    }
+    if (!ws->head)
+        return ws->closed ? CF_ECLOSED : 1;
     ws_msg *m = ws->head;
     ws->head = m->next;
     if (!ws->head)
@@ -342,37 +290,52 @@ int cf_ws_recv(cf_req *rq, cf_ws_message *out, int64_t timeout_ms)
     out->data = m->data;
     out->len = m->len;
     out->binary = m->binary;
-    if (was_full && ws->queued < WS_QUEUE_MAX)
-        rq->tp->resume_input(rq);
+    if (was_full && ws->queued < WS_QUEUE_MAX && ws->io->resume_input)
+        ws->io->resume_input(ws->io_ctx);
     return 0;
 }
 
-int cf_ws_send(cf_req *rq, const void *data, size_t len, bool binary)
+static void ws_wait_cancel(cf_waitable *w) { cf_waitable_complete(w, CF_ECANCELED); }
+
+int cf_ws_recv_wait(cf_ws *ws, cf_ws_message *out, int64_t timeout_ms)
 {
-    cf_ws *ws = session(rq);
-    if (!ws || !cf_on_loop_thread())
-        return CF_EPERM;
-    if (!binary && !utf8_valid(data, len))
+    for (;;) {
+        int rc = cf_ws_take(ws, out);
+        if (rc <= 0)
+            return rc;
+        cf_waitable w;
+        cf_waitable_init(&w, ws_wait_cancel);
+        ws->waiter = &w;
+        rc = cf_task_await(&w, timeout_ms);
+        ws->waiter = NULL;
+        if (!w.done)
+            cf_waitable_detach(&w);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+static bool caller_cancelled(void)
+{
+    cf_task *t = cf_task_current();
+    return t && t->cancelled && !t->shielded;
+}
+
+int cf_ws_send_msg(cf_ws *ws, const void *data, size_t len, bool binary)
+{
+    if (!binary && !cf_utf8_valid(data, len))
         return CF_EINVAL;
-    if (wslay_event_get_close_sent(ws->ctx) || cf_cancelled(rq))
+    if (wslay_event_get_close_sent(ws->ctx) || caller_cancelled())
         return ws->closed ? CF_ECLOSED : CF_ECANCELED;
     struct wslay_event_msg m = {binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, data, len};
     if (wslay_event_queue_msg(ws->ctx, &m) != 0)
         return CF_ECLOSED;
     flush_from_task(ws);
-    return rq->tp->drain(rq);
+    return ws->io->drain ? ws->io->drain(ws->io_ctx) : 0;
 }
 
-int cf_ws_send_text(cf_req *rq, const char *text)
+int cf_ws_send_close(cf_ws *ws, int code, const char *reason)
 {
-    return cf_ws_send(rq, text, text ? strlen(text) : 0, false);
-}
-
-int cf_ws_close(cf_req *rq, int code, const char *reason)
-{
-    cf_ws *ws = session(rq);
-    if (!ws)
-        return CF_EPERM;
     size_t rlen = reason ? strlen(reason) : 0;
     if (rlen > 123 || (code != 1000 && (code < 3000 || code > 4999) &&
                        (code < 1001 || code > 1014 || code == 1004 || code == 1005 || code == 1006)))
@@ -383,4 +346,38 @@ int cf_ws_close(cf_req *rq, int code, const char *reason)
     return 0;
 }
 
-int cf_ws_close_code(cf_req *rq) { return rq->ws ? rq->ws->close_code : 0; }
+void cf_ws_finish(cf_ws *ws, int code)
+{
+    if (wslay_event_get_close_sent(ws->ctx))
+        return;
+    wslay_event_queue_close(ws->ctx, (uint16_t)code, NULL, 0);
+    flush(ws);
+}
+
+bool cf_ws_close_sent(const cf_ws *ws) { return wslay_event_get_close_sent(ws->ctx); }
+int cf_ws_peer_close_code(const cf_ws *ws) { return ws->close_code; }
+bool cf_ws_peer_closed(const cf_ws *ws) { return ws->closed; }
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+int cf_ws_accept_key(const char *key, char out[29])
+{
+    unsigned char raw[32];
+    if (!key || strlen(key) != 24 || EVP_DecodeBlock(raw, (const unsigned char *)key, 24) != 18)
+        return -1;
+    char both[80];
+    snprintf(both, sizeof both, "%s" WS_GUID, key);
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)both, strlen(both), digest);
+    EVP_EncodeBlock((unsigned char *)out, digest, SHA_DIGEST_LENGTH);
+    return 0;
+}
+
+void cf_ws_new_key(char out[25])
+{
+    unsigned char raw[16];
+    if (RAND_bytes(raw, sizeof raw) != 1)
+        for (size_t i = 0; i < sizeof raw; i++)
+            raw[i] = (unsigned char)rand();
+    EVP_EncodeBlock((unsigned char *)out, raw, sizeof raw);
+}

@@ -30,9 +30,22 @@ static const db_backend *backend_of(const cf_db *db)
 
 /* ---- set-up ------------------------------------------------------------- */
 
+static void db_free(void *p);
+static void db_request_crashed(cf_req *rq, void *state);
+
+/* How the database plugs into the app: its state goes with the app, and a
+ * request that crashed gives its connections back. */
+const cf_service cf__db_service = {
+    .name = "database",
+    .request_crashed = db_request_crashed,
+    .free = db_free,
+};
+
+cf_db *cf__db_of(const cf_app *app) { return cf_app_service_state(app, &cf__db_service); }
+
 static cf_db *db_config(cf_app *app)
 {
-    if (!app->db) {
+    if (!cf__db_of(app)) {
         static _Atomic uint64_t next_uid = 1; /* identity only, never reused */
         cf_db *db = calloc(1, sizeof *db);
         if (!db)
@@ -42,12 +55,13 @@ static cf_db *db_config(cf_app *app)
         db->connect_timeout_ms = 10000;
         db->busy_timeout_ms = 5000;
         db->stmt_cache = 64;
-        app->db = db;
+        if (cf_app_attach_service(app, &cf__db_service, db) != 0)
+            cf_setup_fail("too many I/O modules attached to the app");
     }
-    return app->db;
+    return cf__db_of(app);
 }
 
-void cf_db_free(void *p)
+static void db_free(void *p)
 {
     cf_db *db = p;
     if (!db)
@@ -167,7 +181,7 @@ int cf_db_exec_script(cf_app *app, const char *sql)
 {
     if (!app || !sql)
         return CF_EINVAL;
-    const db_backend *be = backend_of(app->db);
+    const db_backend *be = backend_of(cf__db_of(app));
     if (!be) {
         fprintf(stderr, "carafe: cf_db_exec_script before cf_db_open\n");
         return CF_EINVAL;
@@ -176,12 +190,12 @@ int cf_db_exec_script(cf_app *app, const char *sql)
         fprintf(stderr, "carafe: cf_db_exec_script blocks: call it at start-up, not in a handler\n");
         return CF_EPERM;
     }
-    return be->exec_script(app->db, sql);
+    return be->exec_script(cf__db_of(app), sql);
 }
 
 const char *cf_db_backend(const cf_app *app)
 {
-    const db_backend *be = app ? backend_of(app->db) : NULL;
+    const db_backend *be = app ? backend_of(cf__db_of(app)) : NULL;
     return be ? be->name : NULL;
 }
 
@@ -195,8 +209,9 @@ static void ctx_end(void *p)
         be->request_end(ctx);
 }
 
-void cf_db_request_crashed(cf_req *rq)
+static void db_request_crashed(cf_req *rq, void *state)
 {
+    (void)state;
     db_ctx *ctx = cf_g_get(rq, CTX_KEY);
     const db_backend *be = ctx ? backend_of(ctx->db) : NULL;
     if (!be || ctx->abandoned)
@@ -213,7 +228,8 @@ static db_ctx *ctx_get(cf_req *rq, bool create)
     ctx = cf_alloc(rq, sizeof *ctx);
     memset(ctx, 0, sizeof *ctx);
     ctx->rq = rq;
-    ctx->db = rq->app->db && ((cf_db *)rq->app->db)->kind ? rq->app->db : NULL;
+    cf_db *db = cf__db_of(rq->app);
+    ctx->db = db && db->kind ? db : NULL;
     cf_g_set(rq, CTX_KEY, ctx);
     cf_defer(rq, ctx_end, ctx);
     return ctx;
@@ -294,7 +310,7 @@ static cf_dbq *fail_now(cf_dbq *q, int err, const char *msg)
 
 static cf_dbq *new_op(cf_req *rq, int kind)
 {
-    const db_backend *be = backend_of(rq->app->db);
+    const db_backend *be = backend_of(cf__db_of(rq->app));
     size_t size = be ? be->op_size : sizeof(cf_dbq);
     cf_dbq *q = cf_alloc(rq, size);
     memset(q, 0, size);
@@ -319,7 +335,7 @@ static const char *refusal(cf_req *rq, int *err)
         *err = CF_EPERM;
         return "database calls are not available in threaded routes";
     }
-    if (!backend_of(rq->app->db)) {
+    if (!backend_of(cf__db_of(rq->app))) {
         *err = CF_EINVAL;
         return "no database: call cf_db_open at start-up";
     }

@@ -23,7 +23,8 @@
 
 typedef enum { DB_NONE = 0, DB_SQLITE, DB_PG } db_kind;
 
-/* The app's database (app->db): set up at start-up, read-only afterwards
+/* The app's database (the state of cf__db_service, attached to the app):
+ * set up at start-up, read-only afterwards
  * except for the backend's own synchronised state. */
 typedef struct cf_db {
     db_kind kind;
@@ -32,6 +33,10 @@ typedef struct cf_db {
     int64_t pool_size, connect_timeout_ms, busy_timeout_ms, stmt_cache;
     void *be;            /* backend state */
 } cf_db;
+
+/* The database's service (db.c) and the app's database, NULL before set-up. */
+extern const cf_service cf__db_service;
+cf_db *cf__db_of(const cf_app *app);
 
 /* A result cell. Text, blobs and JSON are NUL-terminated as well. */
 enum { CELL_NULL, CELL_INT, CELL_REAL, CELL_TEXT, CELL_BLOB, CELL_BOOL, CELL_JSON };

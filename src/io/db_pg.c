@@ -52,6 +52,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Names this module's per-loop state among the scheduler's slots. */
+static const char pg_loop_key;
+
 /* Type OIDs from pg_type.h (stable across versions). */
 enum {
     OID_BOOL = 16, OID_BYTEA = 17, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23,
@@ -184,13 +187,13 @@ static void svc_close(void *state)
 
 static pg_pool *pool_get(cf_db *db)
 {
-    pg_svc *v = cf_sched_service(CF_SVC_DB);
+    pg_svc *v = cf_sched_local_get(&pg_loop_key);
     if (!v) {
         v = calloc(1, sizeof *v);
         if (!v)
             return NULL;
         v->loop = cf_sched_get()->loop;
-        cf_sched_set_service(CF_SVC_DB, v, svc_close);
+        cf_sched_set_local(&pg_loop_key, v, svc_close);
     }
     for (pg_pool *p = v->pools; p; p = p->next)
         if (p->uid == db->uid)
@@ -205,7 +208,7 @@ static pg_pool *pool_get(cf_db *db)
     return p;
 }
 
-static uv_loop_t *loop_of(void) { return ((pg_svc *)cf_sched_service(CF_SVC_DB))->loop; }
+static uv_loop_t *loop_of(void) { return ((pg_svc *)cf_sched_local_get(&pg_loop_key))->loop; }
 
 /* ---- polling ------------------------------------------------------------------- */
 

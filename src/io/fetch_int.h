@@ -10,7 +10,7 @@
  * pool).
  *
  * A cf_fetch lives in its request's arena; a fetch_svc is the loop's
- * (the scheduler's CF_SVC_FETCH slot). Everything here runs on the loop
+ * (a scheduler-local slot). Everything here runs on the loop
  * thread, except the blocking path, which runs a private easy handle on a
  * pool thread and touches no fetch_svc.
  */

@@ -2,7 +2,7 @@
  * fetch_loop.c — the HTTP client's per-loop driver: libcurl's multi-socket
  * interface run by the worker's libuv loop.
  *
- * One CURLM per loop (the scheduler's CF_SVC_FETCH slot), created on first
+ * One CURLM per loop (a scheduler-local slot), created on first
  * use. libcurl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION: one
  * uv_poll per socket) and when to call it back (CURLMOPT_TIMERFUNCTION: one
  * uv_timer); we hand it socket events through curl_multi_socket_action and
@@ -21,6 +21,9 @@
 #include <stdlib.h>
 
 #include "fetch_int.h"
+
+/* Names this module's per-loop state among the scheduler's slots. */
+static const char fetch_loop_key;
 
 #define MAX_CACHED_CONNECTIONS 256
 
@@ -285,7 +288,7 @@ static void svc_close(void *state)
 
 fetch_svc *cf__fetch_svc_get(void)
 {
-    fetch_svc *svc = cf_sched_service(CF_SVC_FETCH);
+    fetch_svc *svc = cf_sched_local_get(&fetch_loop_key);
     if (svc)
         return svc;
     pthread_once(&global_once, global_init);
@@ -314,6 +317,6 @@ fetch_svc *cf__fetch_svc_get(void)
     curl_multi_setopt(svc->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(svc->multi, CURLMOPT_TIMERDATA, svc);
     curl_multi_setopt(svc->multi, CURLMOPT_MAXCONNECTS, (long)MAX_CACHED_CONNECTIONS);
-    cf_sched_set_service(CF_SVC_FETCH, svc, svc_close);
+    cf_sched_set_local(&fetch_loop_key, svc, svc_close);
     return svc;
 }

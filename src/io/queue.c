@@ -59,7 +59,7 @@ static char *sqlite_path(const char *url)
 
 static char *default_path(cf_app *app)
 {
-    cf_db *db = app->db;
+    cf_db *db = cf__db_of(app);
     char *base = NULL;
     if (db && db->kind == DB_SQLITE && db->display)
         base = sqlite_path(db->display);
@@ -82,14 +82,15 @@ static char *default_path(cf_app *app)
 /* The app's queue state, created on first use (the backends fill it in). */
 cf_queue *cf__queue_of(cf_app *app)
 {
-    cf_queue *q = app->queue;
+    cf_queue *q = cf__queue_state(app);
     if (!q) {
         q = calloc(1, sizeof *q);
         if (!q)
             cf_setup_fail("out of memory");
         pthread_mutex_init(&q->mu, NULL);
         pthread_mutex_init(&q->wmu, NULL);
-        app->queue = q;
+        if (cf_app_attach_service(app, &cf__queue_service, q) != 0)
+            cf_setup_fail("too many I/O modules attached to the app");
     }
     return q;
 }
@@ -131,12 +132,12 @@ int cf_queue_handler(cf_app *app, const char *name, cf_job_fn fn, const cf_queue
 {
     if (!app || !name || !*name || !fn)
         return CF_EINVAL;
-    if (!app->queue) {
+    if (!cf__queue_state(app)) {
         int rc = cf_queue_open(app, NULL);
         if (rc)
             return rc;
     }
-    cf_queue *q = app->queue;
+    cf_queue *q = cf__queue_state(app);
     q_handler *h = find_handler(q, name, NULL);
     if (!h) {
         q_handler *n = realloc(q->h, (q->nh + 1) * sizeof *n);
@@ -167,7 +168,7 @@ int cf_queue_periodic(cf_app *app, const char *name, int64_t period_s)
 {
     if (!app || !name || period_s <= 0)
         return CF_EINVAL;
-    q_handler *h = find_handler(app->queue, name, NULL);
+    q_handler *h = find_handler(cf__queue_state(app), name, NULL);
     if (!h) {
         fprintf(stderr, "carafe: periodic job %s has no handler (cf_queue_handler first)\n", name);
         return CF_EINVAL;
@@ -180,7 +181,7 @@ int cf_queue_cron(cf_app *app, const char *name, const char *schedule)
 {
     if (!app || !name || !schedule)
         return CF_EINVAL;
-    q_handler *h = find_handler(app->queue, name, NULL);
+    q_handler *h = find_handler(cf__queue_state(app), name, NULL);
     const char *err = NULL;
     cf_cron cron;
     if (!h || cf_cron_parse(schedule, &cron, &err) != 0) {
@@ -193,7 +194,7 @@ int cf_queue_cron(cf_app *app, const char *name, const char *schedule)
     return 0;
 }
 
-void cf_queue_free(void *p)
+static void queue_free(void *p)
 {
     cf_queue *q = p;
     if (!q)
@@ -212,6 +213,34 @@ void cf_queue_free(void *p)
     free(q);
 }
 
+static void svc_loop_start(cf_app *app, void *state)
+{
+    (void)state;
+    cf_queue_loop_start(app);
+}
+
+static void svc_loop_stop(cf_app *app, void *state)
+{
+    (void)app;
+    (void)state;
+    cf_queue_loop_stop();
+}
+
+/* How the queue plugs into the app: its consumer runs on every loop that
+ * serves the app, and goes with the app. */
+const cf_service cf__queue_service = {
+    .name = "task queue",
+    .loop_start = svc_loop_start,
+    .loop_stop = svc_loop_stop,
+    .free = queue_free,
+};
+const char cf__queue_loop_key = 0;
+
+cf_queue *cf__queue_state(const cf_app *app)
+{
+    return cf_app_service_state(app, &cf__queue_service);
+}
+
 /* ---- operations --------------------------------------------------------- */
 
 /* Run op on a pool thread (SQLite) or on this loop's connection (Redis)
@@ -228,7 +257,7 @@ int cf__queue_op_await(cf_req *rq, q_op *op)
 
 q_op *cf__queue_op_new(cf_req *rq, int kind)
 {
-    cf_queue *q = rq && rq->app ? rq->app->queue : NULL;
+    cf_queue *q = rq && rq->app ? cf__queue_state(rq->app) : NULL;
     if (!q)
         return NULL;
     q_op *op = cf_alloc(rq, sizeof *op);
@@ -240,7 +269,7 @@ q_op *cf__queue_op_new(cf_req *rq, int kind)
 
 int64_t cf_queue_count_sync(cf_app *app)
 {
-    cf_queue *q = app ? app->queue : NULL;
+    cf_queue *q = cf__queue_state(app);
     if (!q)
         return -1;
     if (q->kind == Q_REDIS)
@@ -274,7 +303,7 @@ int64_t cf_enqueue_at(cf_req *rq, const char *name, const char *payload_json, in
     if (rc != 0)
         return rc;
     if (at_ms <= cf__queue_now_ms()) {
-        q_loop *L = cf_sched_service(CF_SVC_QUEUE);
+        q_loop *L = cf_sched_local_get(&cf__queue_loop_key);
         if (L && find_handler(L->q, name, NULL))
             cf__queue_wake(L);
     }
@@ -313,7 +342,7 @@ int64_t cf_queue_requeue(cf_req *rq, int64_t dead_id)
     if (rc != 0)
         return rc;
     if (op->result > 0)
-        cf__queue_wake(cf_sched_service(CF_SVC_QUEUE));
+        cf__queue_wake(cf_sched_local_get(&cf__queue_loop_key));
     return op->result;
 }
 

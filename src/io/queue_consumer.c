@@ -5,7 +5,7 @@
  * backoff, or dead letter), and has the periodic and cron jobs enqueued
  * when their time comes. Everything runs on the loop thread.
  *
- * Per loop (CF_SVC_QUEUE) a consumer: a cf_timer polls (every POLL_MS, at
+ * Per loop (a scheduler-local slot) a consumer: a cf_timer polls (every POLL_MS, at
  * once after a local enqueue, a finished job or a full batch) by starting a
  * short "claim" background task, which claims up to each handler's free
  * concurrency and starts every job as a background task of its own. Being
@@ -78,7 +78,7 @@ static int lease_main(cf_req *rq, void *arg)
 static int job_main(cf_req *rq, void *arg)
 {
     q_jobblk *b = *(q_jobblk **)arg;
-    q_loop *L = cf_sched_service(CF_SVC_QUEUE);
+    q_loop *L = cf_sched_local_get(&cf__queue_loop_key);
     cf_queue *q = L->q;
     q_handler *h = &q->h[b->hidx];
     size_t hidx = b->hidx;
@@ -247,8 +247,8 @@ static void on_poll(cf_timer *t)
     }
 }
 
-static void bg_nop(cf_req *rq) { (void)rq; }
-static const cf_transport ctx_transport = {bg_nop, bg_nop, NULL, NULL, NULL, NULL, NULL, false};
+static void bg_nop(cf_exchange *x) { (void)x; }
+static const cf_exchange_ops ctx_ops = {.send = bg_nop, .finished = bg_nop};
 
 static void loop_close(void *state)
 {
@@ -264,8 +264,8 @@ static void loop_close(void *state)
 /* This loop's queue state, created on first use. */
 q_loop *cf__queue_loop_get(cf_app *app)
 {
-    q_loop *L = cf_sched_service(CF_SVC_QUEUE);
-    cf_queue *q = app ? app->queue : NULL;
+    q_loop *L = cf_sched_local_get(&cf__queue_loop_key);
+    cf_queue *q = cf__queue_state(app);
     if (L || !q || !cf_sched_get())
         return L;
     L = calloc(1, sizeof *L);
@@ -275,7 +275,7 @@ q_loop *cf__queue_loop_get(cf_app *app)
     L->q = q;
     L->running = calloc(q->nh + 1, sizeof *L->running);
     L->last_period = calloc(q->nh + 1, sizeof *L->last_period);
-    L->ctx = cf_req_new(app, &ctx_transport, NULL);
+    L->ctx = cf_req_new(app, &ctx_ops, NULL);
     if (!L->running || !L->last_period || !L->ctx) {
         free(L->running);
         free(L->last_period);
@@ -289,13 +289,13 @@ q_loop *cf__queue_loop_get(cf_app *app)
     host[sizeof host - 1] = 0;
     snprintf(L->consumer, sizeof L->consumer, "%s-%d-%p", host, (int)getpid(), (void *)L);
     cf_timer_init(&L->poll, on_poll);
-    cf_sched_set_service(CF_SVC_QUEUE, L, loop_close);
+    cf_sched_set_local(&cf__queue_loop_key, L, loop_close);
     return L;
 }
 
 void cf_queue_loop_start(cf_app *app)
 {
-    cf_queue *q = app ? app->queue : NULL;
+    cf_queue *q = cf__queue_state(app);
     if (!q || !q->nh)
         return;
     q_loop *L = cf__queue_loop_get(app);
@@ -305,9 +305,11 @@ void cf_queue_loop_start(cf_app *app)
     cf_timer_start(&L->poll, 0);
 }
 
+bool cf_queue_loop_active(void) { return cf_sched_local_get(&cf__queue_loop_key) != NULL; }
+
 void cf_queue_loop_stop(void)
 {
-    q_loop *L = cf_sched_service(CF_SVC_QUEUE);
+    q_loop *L = cf_sched_local_get(&cf__queue_loop_key);
     if (!L || !L->polling)
         return;
     L->stopping = true;

@@ -14,7 +14,7 @@
  * The consumer claims jobs with OP_CLAIM and records each one's outcome
  * with OP_ACK, OP_RETRY or OP_DEAD.
  *
- * app->queue (a cf_queue) holds the store's settings, the handlers and
+ * The app's queue state (a cf_queue, attached as a service) holds the store's settings, the handlers and
  * the SQLite store's connection pool (under its mutex); each loop that
  * consumes has its own q_loop.
  */
@@ -43,7 +43,7 @@ typedef struct q_handler {
 
 enum { Q_SQLITE, Q_REDIS };
 
-/* app->queue. */
+/* The app's queue state (its service's, cf__queue_state). */
 typedef struct cf_queue {
     int kind;
     char *path;       /* SQLite file */
@@ -60,6 +60,12 @@ typedef struct cf_queue {
     size_t nidle, cap;
 } cf_queue;
 
+/* The queue's service (queue.c): its state is the app's cf_queue. */
+extern const cf_service cf__queue_service;
+cf_queue *cf__queue_state(const cf_app *app);
+/* Names this loop's consumer among the scheduler's local slots. */
+extern const char cf__queue_loop_key;
+
 /* A claimed job, malloc'd by the pool thread, freed by its task. */
 typedef struct q_jobblk {
     struct q_jobblk *next;
@@ -70,7 +76,7 @@ typedef struct q_jobblk {
     char payload[];
 } q_jobblk;
 
-/* A loop's consumer (its CF_SVC_QUEUE service), made by cf__queue_loop_get. */
+/* A loop's consumer (its scheduler-local slot), made by cf__queue_loop_get. */
 typedef struct q_loop {
     cf_app *app;
     cf_queue *q;

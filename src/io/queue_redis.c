@@ -291,7 +291,7 @@ void cf__queue_redis_disconnect(q_loop *L)
 /* Send one command (argv form) and wait for its reply. */
 static q_rep *redis_cmd(cf_req *rq, q_op *op, int argc, const char **argv, const size_t *lens)
 {
-    q_loop *L = cf_sched_service(CF_SVC_QUEUE);
+    q_loop *L = cf_sched_local_get(&cf__queue_loop_key);
     redisAsyncContext *c = L ? r_conn(L) : NULL;
     if (!c) {
         snprintf(op->err, sizeof op->err, "task queue: cannot connect to Redis");

@@ -4,7 +4,7 @@
  *
  * The queue is one SQLite file (WAL mode) that every worker of every
  * process sharing it reads and writes on libuv's pool threads, each
- * statement on a connection from a small per-process pool (app->queue).
+ * statement on a connection from a small per-process pool (the app's queue state).
  *
  *   cf_jobs      one row per job waiting or running. A consumer claims due
  *                jobs with one UPDATE ... RETURNING that sets a lease

@@ -25,7 +25,6 @@
 
 #include "app/req.h"
 #include "core/coro.h"
-#include "io/queue.h"
 
 #define LAG_TICK_MS 100
 
@@ -100,20 +99,19 @@ static void finish_stop(cf_worker *w)
  * memory (and the connection's) can go. */
 static void maybe_finish(cf_worker *w)
 {
-    if (w->stopping && w->nconns == 0 && w->inflight == 0 && w->sched.nbackground == 0)
+    if (w->http.stopping && w->http.nconns == 0 && w->http.inflight == 0 &&
+        w->sched.nbackground == 0)
         finish_stop(w);
 }
 
 static void on_background_idle(void *arg) { maybe_finish(arg); }
 
-void cf_worker_conn_closed(cf_worker *w) { maybe_finish(w); }
-
 static void on_deadline(uv_timer_t *t)
 {
     cf_worker *w = t->data;
-    if (w->nconns)
+    if (w->http.nconns)
         fprintf(stderr, "carafe: worker %d: %zu connection(s) still busy after the graceful timeout\n",
-                (int)getpid(), w->nconns);
+                (int)getpid(), w->http.nconns);
     cf_background_cancel_all(); /* they see CF_ECANCELED and end right here */
     finish_stop(w);
 }
@@ -122,19 +120,19 @@ void cf_worker_begin_stop(cf_worker *w, int exit_status, const char *why)
 {
     if (exit_status > w->exit_status)
         w->exit_status = exit_status;
-    if (w->stopping)
+    if (w->http.stopping)
         return;
-    w->stopping = true;
-    cf_queue_loop_stop(); /* claim no more jobs; running ones are background tasks */
+    w->http.stopping = true;
+    cf_app_services_loop_stop(w->app); /* e.g. claim no more jobs; running ones finish */
     if (why)
         fprintf(stderr, "carafe: worker %d %s; finishing %zu connection(s)\n", (int)getpid(), why,
-                w->nconns);
+                w->http.nconns);
     /* Stopping on its own: the master starts the replacement now, so new
      * connections do not wait for this drain (with one worker they would). */
     if (why && w->master_pid > 1 && getppid() == w->master_pid)
         sigqueue(w->master_pid, CF_SIG_LEAVING, (union sigval){.sival_int = exit_status});
     close_handle(&w->listener.handle);
-    cf_conn_stop_idle(w);
+    cf_http_stop_idle(&w->http);
     uv_timer_start(&w->stop_deadline, on_deadline, (uint64_t)w->app->opt[CF_OPT_GRACEFUL_TIMEOUT], 0);
     if (w->sched.nbackground)
         fprintf(stderr, "carafe: worker %d waits for %zu background task(s)\n", (int)getpid(),
@@ -152,12 +150,68 @@ static void on_sigterm(uv_signal_t *s, int signum)
     cf_worker_begin_stop(w, 0, NULL);
 }
 
-void cf_worker_request_done(cf_worker *w)
+/* ---- the HTTP layer's host ---------------------------------------------- */
+
+static cf_exchange *host_exchange_new(void *ctx, const cf_exchange_ops *ops, void *proto)
 {
+    cf_worker *w = ctx;
+    cf_req *rq = cf_req_new(w->app, ops, proto);
+    return rq ? &rq->x : NULL;
+}
+
+static void host_exchange_free(cf_exchange *x) { cf_req_free(cf_req_of(x)); }
+
+static size_t host_route(cf_exchange *x)
+{
+    cf_req *rq = cf_req_of(x);
+    cf_req_route(rq);
+    return cf_req_max_body(rq);
+}
+
+static void host_dispatch(cf_exchange *x) { cf_req_dispatch(cf_req_of(x)); }
+static void host_cancel(cf_exchange *x) { cf_req_cancel(cf_req_of(x)); }
+static const char *host_date(void *ctx) { return cf_worker_date(ctx); }
+
+static void host_sent(void *ctx, cf_exchange *x)
+{
+    cf_worker *w = ctx;
+    cf_metrics_request(w->metrics, cf_req_of(x)->route, x->status, cf_now_ns() - x->start_ns);
+    if (w->access_log)
+        cf_access_log_exchange(w, x);
+}
+
+static void host_event(void *ctx, const char *peer, int status, size_t bytes, const char *what)
+{
+    cf_worker *w = ctx;
+    if (w->access_log)
+        cf_access_log_event(w, peer, status, bytes, what);
+}
+
+static void host_conn_closed(void *ctx) { maybe_finish(ctx); }
+
+static void host_crashed(void *ctx) { cf_worker_begin_stop(ctx, 70, "crashed in a handler"); }
+
+static void host_request_done(void *ctx)
+{
+    cf_worker *w = ctx;
     w->requests++;
     if (w->max_requests && w->requests == w->max_requests)
         cf_worker_begin_stop(w, 0, "reached --max-requests");
 }
+
+static const cf_http_host worker_host = {
+    .exchange_new = host_exchange_new,
+    .exchange_free = host_exchange_free,
+    .route = host_route,
+    .dispatch = host_dispatch,
+    .cancel = host_cancel,
+    .date = host_date,
+    .sent = host_sent,
+    .event = host_event,
+    .conn_closed = host_conn_closed,
+    .request_done = host_request_done,
+    .crashed = host_crashed,
+};
 
 static void on_lag_tick(uv_timer_t *t)
 {
@@ -165,8 +219,8 @@ static void on_lag_tick(uv_timer_t *t)
     uint64_t now = uv_hrtime();
     uint64_t late = w->lag_expected && now > w->lag_expected ? now - w->lag_expected : 0;
     w->lag_expected = now + LAG_TICK_MS * 1000000ull;
-    cf_metrics_gauges(w->metrics, (int64_t)w->inflight, (int64_t)cf_coro_alive(),
-                      (int64_t)w->nconns, late / 1000);
+    cf_metrics_gauges(w->metrics, (int64_t)w->http.inflight, (int64_t)cf_coro_alive(),
+                      (int64_t)w->http.nconns, late / 1000);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -174,7 +228,7 @@ static void on_connection(uv_stream_t *server, int status)
     cf_worker *w = server->data;
     if (status < 0)
         return;
-    cf_conn_accept(w);
+    cf_http_accept(&w->http);
 }
 
 static void raise_nofile_limit(void)
@@ -223,10 +277,19 @@ int cf_worker_run(cf_app *app, const cf_server_opts *o, int listen_fd, bool is_u
     w->sched.background_idle_arg = w;
     cf_coro_enable_crash_recovery(true);
     cf_coro_set_stack_size((size_t)app->opt[CF_OPT_STACK_SIZE]);
-    w->limits.max_header = (size_t)app->opt[CF_OPT_MAX_HEADER];
-    w->limits.max_target = (size_t)app->opt[CF_OPT_MAX_TARGET];
-    w->limits.max_fields = 100;
-    w->is_unix = is_unix;
+    cf_http_server *http = &w->http;
+    http->host = &worker_host;
+    http->ctx = w;
+    http->loop = loop;
+    http->listener = &w->listener.stream;
+    http->is_unix = is_unix;
+    http->limits.max_header = (size_t)app->opt[CF_OPT_MAX_HEADER];
+    http->limits.max_target = (size_t)app->opt[CF_OPT_MAX_TARGET];
+    http->limits.max_fields = 100;
+    http->header_ms = (uint64_t)app->opt[CF_OPT_HEADER_TIMEOUT];
+    http->body_ms = (uint64_t)app->opt[CF_OPT_BODY_TIMEOUT];
+    http->keepalive_ms = (uint64_t)app->opt[CF_OPT_KEEPALIVE_TIMEOUT];
+    http->send_timeout_ms = (uint64_t)app->opt[CF_OPT_SEND_TIMEOUT];
     w->log_json = o->log_json;
     w->metrics = metrics;
     cf_metrics_bind(metrics, slot);
@@ -238,11 +301,11 @@ int cf_worker_run(cf_app *app, const cf_server_opts *o, int listen_fd, bool is_u
         }
         w->max_requests = (uint64_t)app->opt[CF_OPT_MAX_REQUESTS] + jitter;
     }
-    w->max_conns = (size_t)app->opt[CF_OPT_MAX_CONNECTIONS];
+    http->max_conns = (size_t)app->opt[CF_OPT_MAX_CONNECTIONS];
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        w->max_conns + 32 > rl.rlim_cur)
-        w->max_conns = rl.rlim_cur > 64 ? (size_t)rl.rlim_cur - 32 : 16;
+        http->max_conns + 32 > rl.rlim_cur)
+        http->max_conns = rl.rlim_cur > 64 ? (size_t)rl.rlim_cur - 32 : 16;
     w->log_fd = -1;
     if (o->access_log) {
         w->log_fd = strcmp(o->access_log, "-") == 0
@@ -252,9 +315,10 @@ int cf_worker_run(cf_app *app, const cf_server_opts *o, int listen_fd, bool is_u
             fprintf(stderr, "carafe: cannot open the access log %s; logging nothing\n", o->access_log);
     }
     w->access_log = w->log_fd >= 0;
+    http->request_ids = w->access_log;
     w->log_cap = 64 * 1024;
     w->log = malloc(w->log_cap);
-    w->id_seed = ((uint64_t)getpid() << 32) ^ uv_hrtime();
+    http->id_seed = ((uint64_t)getpid() << 32) ^ uv_hrtime();
 
     int rc;
     if (is_unix) {
@@ -288,7 +352,7 @@ int cf_worker_run(cf_app *app, const cf_server_opts *o, int listen_fd, bool is_u
     w->sig_term.data = w;
     uv_signal_start(&w->sig_term, on_sigterm, SIGTERM);
 
-    cf_queue_loop_start(app);
+    cf_app_services_loop_start(app);
     uv_run(loop, UV_RUN_DEFAULT);
     flush_log(w);
     /* Close whatever is left (connections cut by the deadline) and let the

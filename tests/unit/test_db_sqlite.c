@@ -440,7 +440,7 @@ static void crashsim(cf_req *rq)
 {
     if (cf_db_begin(rq) || !cf_db_query(rq, "INSERT INTO users(name) VALUES ('crashsim')"))
         return db_error(rq);
-    cf_db_request_crashed(rq);
+    cf_app_services_crashed(rq); /* the app's crash path: every attached service */
     cf_rows *r = cf_db_query(rq, "SELECT 1");
     cf_json(rq, 200, "{s:b,s:i}", "rows", r != NULL, "err", cf_db_error(rq));
 }
