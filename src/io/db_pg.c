@@ -42,8 +42,13 @@
  * connections are freed only when no caller on the stack holds them
  * (holds), and requests are kept alive by a scope reference while a
  * function still needs them.
+ *
+ * Files: this one has the per-loop state, polling, statements and the
+ * backend interface; db_pg_conn.c the connections, db_pg_result.c the
+ * results and errors; db_pg_int.h what they share.
  */
 #include "io/db.h"
+#include "io/db_pg_int.h"
 #include "io/pg_hosts.h"
 
 #include <inttypes.h>
@@ -55,76 +60,11 @@
 /* Names this module's per-loop state among the scheduler's slots. */
 static const char pg_loop_key;
 
-/* Type OIDs from pg_type.h (stable across versions). */
-enum {
-    OID_BOOL = 16, OID_BYTEA = 17, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23,
-    OID_OID = 26, OID_JSON = 114, OID_FLOAT4 = 700, OID_FLOAT8 = 701,
-    OID_NUMERIC = 1700, OID_JSONB = 3802,
-};
-
-enum { PC_CONNECTING, PC_READY, PC_DEAD };
-
-typedef struct pg_db {
-    char *conninfo;
-    pg_hosts *hosts; /* names to resolve before connecting; NULL: none */
-} pg_db;
-
-typedef struct pg_op {
-    cf_dbq q;
-    bool pending; /* in its request's list, waiting for a connection */
-} pg_op;
-
-typedef struct pg_pool pg_pool;
-
-struct pg_conn {
-    pg_pool *pool;
-    PGconn *pg;
-    uv_poll_t *poll;
-    int fd, events;
-    int state;
-    bool reffed, idle, closed;
-    int holds;         /* callers on the stack using it */
-    db_ctx *owner;     /* the request holding it */
-    cf_dbq *head, *tail; /* sent, results pending; ctx NULL: an internal ROLLBACK */
-    bool in_sync;      /* the head's result is read; its sync marker is next */
-    PGresult *res;
-    pg_resolve *resolving; /* looking the host names up, before c->pg exists */
-    struct pg_cancel_job *cancel; /* asking the server to stop the head statement */
-    cf_timer ctimer;   /* connect timeout (name lookup included) */
-    pg_conn *next_idle, *next_all, *prev_all;
-};
-
-struct pg_pool {
-    uint64_t uid;
-    cf_db *db;
-    size_t count, connecting, nwait;
-    bool growing;
-    pg_conn *idle, *all;
-    db_ctx *whead, *wtail; /* requests waiting for a connection, FIFO */
-    pg_pool *next;
-};
-
-typedef struct pg_svc {
-    uv_loop_t *loop;
-    pg_pool *pools;
-} pg_svc;
-
-static void conn_broken(pg_conn *c, const char *why);
-static void pool_acquire(db_ctx *ctx);
-static void pool_grow(pg_pool *p);
-
-/* A cancel request in flight (PQcancel blocks: it runs on the thread pool). */
-typedef struct pg_cancel_job {
-    uv_work_t work;
-    PGcancel *pc;
-    pg_conn *c; /* NULL once the connection is gone */
-} pg_cancel_job;
-
 /* ---- per-loop state ------------------------------------------------------------ */
 
 static void on_poll_closed(uv_handle_t *h) { free(h); }
 
-static void conn_close(pg_conn *c)
+void cf__pg_conn_close(pg_conn *c)
 {
     if (c->closed)
         return;
@@ -151,11 +91,11 @@ static void conn_close(pg_conn *c)
         free(c);
 }
 
-static void conn_hold(pg_conn *c) { c->holds++; }
+void cf__pg_conn_hold(pg_conn *c) { c->holds++; }
 
 /* Drop a hold; false if the connection died meanwhile (then it must not be
  * touched again). */
-static bool conn_release(pg_conn *c)
+bool cf__pg_conn_release(pg_conn *c)
 {
     bool alive = c->state != PC_DEAD;
     if (--c->holds == 0 && c->closed)
@@ -178,14 +118,14 @@ static void svc_close(void *state)
                     free(q);
             }
             c->holds = 0;
-            conn_close(c);
+            cf__pg_conn_close(c);
         }
         free(p);
     }
     free(v);
 }
 
-static pg_pool *pool_get(cf_db *db)
+pg_pool *cf__pg_pool_get(cf_db *db)
 {
     pg_svc *v = cf_sched_local_get(&pg_loop_key);
     if (!v) {
@@ -208,11 +148,10 @@ static pg_pool *pool_get(cf_db *db)
     return p;
 }
 
-static uv_loop_t *loop_of(void) { return ((pg_svc *)cf_sched_local_get(&pg_loop_key))->loop; }
+uv_loop_t *cf__pg_loop_of(void) { return ((pg_svc *)cf_sched_local_get(&pg_loop_key))->loop; }
 
 /* ---- polling ------------------------------------------------------------------- */
 
-static void on_poll(uv_poll_t *h, int status, int events);
 
 static void conn_ref(pg_conn *c, bool on)
 {
@@ -227,7 +166,7 @@ static void conn_ref(pg_conn *c, bool on)
 
 /* Watch the connection's socket for `events` (libpq may change sockets
  * while connecting: then the watcher is replaced). */
-static bool poll_set(pg_conn *c, int events)
+bool cf__pg_poll_set(pg_conn *c, int events)
 {
     int fd = PQsocket(c->pg);
     if (fd < 0)
@@ -238,7 +177,7 @@ static bool poll_set(pg_conn *c, int events)
     }
     if (!c->poll) {
         c->poll = malloc(sizeof *c->poll);
-        if (!c->poll || uv_poll_init(loop_of(), c->poll, fd) != 0) {
+        if (!c->poll || uv_poll_init(cf__pg_loop_of(), c->poll, fd) != 0) {
             free(c->poll);
             c->poll = NULL;
             return false;
@@ -249,179 +188,18 @@ static bool poll_set(pg_conn *c, int events)
         conn_ref(c, c->reffed);
     }
     if (events != c->events) {
-        if (uv_poll_start(c->poll, events, on_poll) != 0)
+        if (uv_poll_start(c->poll, events, cf__pg_on_poll) != 0)
             return false;
         c->events = events;
     }
     return true;
 }
 
-/* ---- errors and results ---------------------------------------------------------- */
-
-static int map_sqlstate(const char *s)
-{
-    if (!s || strlen(s) != 5)
-        return CF_EDB;
-    if (strcmp(s, "23505") == 0)
-        return CF_EUNIQUE;
-    if (strcmp(s, "23503") == 0)
-        return CF_EFOREIGNKEY;
-    if (strcmp(s, "23502") == 0)
-        return CF_ENOTNULL;
-    if (strncmp(s, "23", 2) == 0)
-        return CF_ECONSTRAINT;
-    if (strcmp(s, "57014") == 0) /* query_canceled: statement_timeout */
-        return CF_ETIMEDOUT;
-    if (strcmp(s, "42P18") == 0 || strcmp(s, "08P01") == 0) /* parameter count/types */
-        return CF_EINVAL;
-    if (strncmp(s, "42", 2) == 0 && strcmp(s, "42501") != 0)
-        return CF_EDBSYNTAX;
-    if (strncmp(s, "08", 2) == 0 || strncmp(s, "57P", 3) == 0)
-        return CF_EDBCONN;
-    if (strncmp(s, "22", 2) == 0) /* a value that does not fit its type */
-        return CF_EINVAL;
-    return CF_EDB;
-}
-
-static const char *error_text(cf_req *rq, const PGresult *res)
-{
-    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-    const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
-    if (!primary)
-        return cf_db_copy_msg(rq, NULL, PQresultErrorMessage(res));
-    if (detail)
-        return cf_sprintf(rq, "%s (%s)", primary, detail);
-    return cf_strdup(rq, primary);
-}
-
-static int hexdig(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
-/* bytea in text form: "\x" and hex (the server's default output). */
-static void bytea_cell(cf_req *rq, db_cell *cell, const char *v, size_t len)
-{
-    cell->type = CELL_BLOB;
-    if (len >= 2 && v[0] == '\\' && v[1] == 'x') {
-        size_t n = (len - 2) / 2;
-        char *out = cf_alloc(rq, n + 1);
-        for (size_t i = 0; i < n; i++) {
-            int hi = hexdig(v[2 + 2 * i]), lo = hexdig(v[3 + 2 * i]);
-            out[i] = (char)((hi < 0 ? 0 : hi) << 4 | (lo < 0 ? 0 : lo));
-        }
-        out[n] = 0;
-        cell->v.s = out;
-        cell->len = n;
-        return;
-    }
-    size_t n = 0; /* the old "escape" format: \\ and \ooo */
-    char *out = cf_alloc(rq, len + 1);
-    for (size_t i = 0; i < len; i++) {
-        if (v[i] == '\\' && i + 1 < len && v[i + 1] == '\\') {
-            out[n++] = '\\';
-            i++;
-        } else if (v[i] == '\\' && i + 3 < len) {
-            out[n++] = (char)((v[i + 1] - '0') * 64 + (v[i + 2] - '0') * 8 + (v[i + 3] - '0'));
-            i += 3;
-        } else {
-            out[n++] = v[i];
-        }
-    }
-    out[n] = 0;
-    cell->v.s = out;
-    cell->len = n;
-}
-
-static void clear_result(void *res) { PQclear(res); }
-
-/* NOTICEs ("table does not exist, skipping") are not errors: not logged. */
-static void quiet_notice(void *arg, const char *message)
-{
-    (void)arg;
-    (void)message;
-}
-
-/* The rows of `res`, which the request keeps (strings point into it). */
-static cf_rows *to_rows(cf_req *rq, PGresult *res)
-{
-    cf_rows *r = cf_alloc(rq, sizeof *r);
-    memset(r, 0, sizeof *r);
-    r->rq = rq;
-    cf_defer(rq, clear_result, res);
-    r->ncols = (size_t)PQnfields(res);
-    r->nrows = (size_t)PQntuples(res);
-    if (r->ncols) {
-        r->names = cf_alloc(rq, r->ncols * sizeof *r->names);
-        for (size_t i = 0; i < r->ncols; i++)
-            r->names[i] = PQfname(res, (int)i);
-    }
-    if (r->ncols && r->nrows) {
-        Oid *types = cf_alloc(rq, r->ncols * sizeof *types);
-        for (size_t i = 0; i < r->ncols; i++)
-            types[i] = PQftype(res, (int)i);
-        r->cells = cf_alloc(rq, r->nrows * r->ncols * sizeof *r->cells);
-        for (size_t row = 0; row < r->nrows; row++) {
-            for (size_t col = 0; col < r->ncols; col++) {
-                db_cell *cell = &r->cells[row * r->ncols + col];
-                cell->len = 0;
-                if (PQgetisnull(res, (int)row, (int)col)) {
-                    cell->type = CELL_NULL;
-                    continue;
-                }
-                const char *v = PQgetvalue(res, (int)row, (int)col);
-                size_t len = (size_t)PQgetlength(res, (int)row, (int)col);
-                switch (types[col]) {
-                case OID_BOOL:
-                    cell->type = CELL_BOOL;
-                    cell->v.i = v[0] == 't';
-                    break;
-                case OID_INT2:
-                case OID_INT4:
-                case OID_INT8:
-                case OID_OID:
-                    cell->type = CELL_INT;
-                    cell->v.i = strtoll(v, NULL, 10);
-                    break;
-                case OID_FLOAT4:
-                case OID_FLOAT8:
-                case OID_NUMERIC:
-                    cell->type = CELL_REAL;
-                    cell->v.d = strtod(v, NULL);
-                    break;
-                case OID_BYTEA:
-                    bytea_cell(rq, cell, v, len);
-                    break;
-                case OID_JSON:
-                case OID_JSONB:
-                    cell->type = CELL_JSON;
-                    cell->v.s = v;
-                    cell->len = len;
-                    break;
-                default:
-                    cell->type = CELL_TEXT;
-                    cell->v.s = v;
-                    cell->len = len;
-                    break;
-                }
-            }
-        }
-    }
-    const char *cmd = PQcmdStatus(res);
-    if (strncmp(cmd, "INSERT", 6) == 0 || strncmp(cmd, "UPDATE", 6) == 0 ||
-        strncmp(cmd, "DELETE", 6) == 0 || strncmp(cmd, "MERGE", 5) == 0)
-        r->affected = strtoll(PQcmdTuples(res), NULL, 10);
-    return r;
-}
-
 /* ---- statements ------------------------------------------------------------------ */
 
 /* The end of a request's statement: transaction state, then completion
  * (which may wake the task and even end the request). */
-static void op_done(cf_dbq *q, int err, const char *msg)
+void cf__pg_op_done(cf_dbq *q, int err, const char *msg)
 {
     cf_db_txn_update(q, err);
     cf_db_finish(q, err, msg);
@@ -445,7 +223,7 @@ static void pending_push(db_ctx *ctx, cf_dbq *q, bool front)
     }
 }
 
-static void wait_remove(pg_pool *p, db_ctx *ctx)
+void cf__pg_wait_remove(pg_pool *p, db_ctx *ctx)
 {
     if (!ctx->waiting)
         return;
@@ -462,7 +240,7 @@ static void wait_remove(pg_pool *p, db_ctx *ctx)
     p->nwait--;
 }
 
-static void wait_push(pg_pool *p, db_ctx *ctx)
+void cf__pg_wait_push(pg_pool *p, db_ctx *ctx)
 {
     ctx->waiting = true;
     ctx->wnext = NULL;
@@ -476,7 +254,7 @@ static void wait_push(pg_pool *p, db_ctx *ctx)
 }
 
 /* Fail every statement a request has waiting for a connection. */
-static void fail_pending(db_ctx *ctx, int err, const char *why)
+void cf__pg_fail_pending(db_ctx *ctx, int err, const char *why)
 {
     cf_req *rq = ctx->rq;
     cf_scope *scope = cf__req_scope(rq);
@@ -488,7 +266,7 @@ static void fail_pending(db_ctx *ctx, int err, const char *why)
         next = q->next;
         q->next = NULL;
         ((pg_op *)q)->pending = false;
-        op_done(q, err, msg);
+        cf__pg_op_done(q, err, msg);
     }
     cf_scope_unref(scope);
 }
@@ -545,7 +323,7 @@ static bool send_op(pg_conn *c, cf_dbq *q)
     if (!PQsendQueryParams(c->pg, sql, n, NULL, values, lengths, formats, 0)) {
         if (PQstatus(c->pg) == CONNECTION_OK && ctx) {
             /* Refused by libpq itself (e.g. too many parameters). */
-            op_done(q, CF_EINVAL, cf_db_copy_msg(ctx->rq, NULL, PQerrorMessage(c->pg)));
+            cf__pg_op_done(q, CF_EINVAL, cf_db_copy_msg(ctx->rq, NULL, PQerrorMessage(c->pg)));
             return true;
         }
         /* Nothing of q went out: retry it on a fresh connection once. */
@@ -554,12 +332,12 @@ static bool send_op(pg_conn *c, cf_dbq *q)
         if (outside && q->retries++ == 0) {
             pending_push(ctx, q, true);
         } else if (ctx) {
-            op_done(q, CF_EDBCONN, cf_db_copy_msg(ctx->rq, "connection to the database lost: ",
+            cf__pg_op_done(q, CF_EDBCONN, cf_db_copy_msg(ctx->rq, "connection to the database lost: ",
                                                   PQerrorMessage(c->pg)));
         } else {
             free(q);
         }
-        conn_broken(c, PQerrorMessage(c->pg));
+        cf__pg_conn_broken(c, PQerrorMessage(c->pg));
         return false;
     }
     /* Queued on c from here on: a failure now fails it with the rest. */
@@ -573,11 +351,11 @@ static bool send_op(pg_conn *c, cf_dbq *q)
         ctx->sent++;
     int fl = PQpipelineSync(c->pg) ? PQflush(c->pg) : -1;
     if (fl < 0) {
-        conn_broken(c, PQerrorMessage(c->pg));
+        cf__pg_conn_broken(c, PQerrorMessage(c->pg));
         return false;
     }
-    if (fl == 1 && !poll_set(c, UV_READABLE | UV_WRITABLE)) {
-        conn_broken(c, "cannot watch the connection's socket");
+    if (fl == 1 && !cf__pg_poll_set(c, UV_READABLE | UV_WRITABLE)) {
+        cf__pg_conn_broken(c, "cannot watch the connection's socket");
         return false;
     }
     return true;
@@ -598,21 +376,21 @@ static void send_pending(pg_conn *c, db_ctx *ctx)
 }
 
 /* c now serves ctx: send what it has waiting. */
-static void assign(pg_conn *c, db_ctx *ctx)
+void cf__pg_assign(pg_conn *c, db_ctx *ctx)
 {
     c->owner = ctx;
     ctx->conn = c;
     conn_ref(c, true);
     cf_scope *scope = cf__req_scope(ctx->rq);
     cf_scope_ref(scope);
-    conn_hold(c);
+    cf__pg_conn_hold(c);
     send_pending(c, ctx);
-    conn_release(c);
+    cf__pg_conn_release(c);
     cf_scope_unref(scope);
 }
 
 /* c has no owner any more: to the first waiting request, or idle. */
-static void pool_put(pg_conn *c)
+void cf__pg_pool_put(pg_conn *c)
 {
     pg_pool *p = c->pool;
     c->owner = NULL;
@@ -620,8 +398,8 @@ static void pool_put(pg_conn *c)
         return;
     if (p->whead) {
         db_ctx *ctx = p->whead;
-        wait_remove(p, ctx);
-        assign(c, ctx);
+        cf__pg_wait_remove(p, ctx);
+        cf__pg_assign(c, ctx);
         return;
     }
     c->idle = true;
@@ -630,7 +408,7 @@ static void pool_put(pg_conn *c)
     conn_ref(c, false);
 }
 
-static void idle_remove(pg_conn *c)
+void cf__pg_idle_remove(pg_conn *c)
 {
     if (!c->idle)
         return;
@@ -652,18 +430,18 @@ static void give_back(pg_conn *c)
     if (c->state != PC_READY || c->cancel)
         return; /* a cancel in flight gives it back when it ends */
     if (PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
-        pool_put(c);
+        cf__pg_pool_put(c);
         return;
     }
     cf_dbq *q = calloc(1, sizeof *q);
     if (!q) {
-        conn_broken(c, "out of memory");
+        cf__pg_conn_broken(c, "out of memory");
         return;
     }
     q->kind = OP_ROLLBACK;
-    conn_hold(c);
+    cf__pg_conn_hold(c);
     send_op(c, q);
-    conn_release(c);
+    cf__pg_conn_release(c);
 }
 
 /* The head statement's results are all in. */
@@ -684,9 +462,9 @@ static void op_complete(pg_conn *c)
         PQclear(res);
         free(q);
         if (!ok)
-            conn_broken(c, "could not roll back a transaction left open");
+            cf__pg_conn_broken(c, "could not roll back a transaction left open");
         else if (!c->owner && !c->head)
-            pool_put(c);
+            cf__pg_pool_put(c);
         return;
     }
     ctx->sent--;
@@ -699,7 +477,7 @@ static void op_complete(pg_conn *c)
             err = CF_EDB;
             msg = "the transaction was rolled back: a statement in it had failed";
         } else if (!q->abandoned) {
-            q->rows = to_rows(rq, res); /* the request keeps res */
+            q->rows = cf__pg_to_rows(rq, res); /* the request keeps res */
             res = NULL;
         }
     } else if (st == PGRES_EMPTY_QUERY) {
@@ -709,8 +487,8 @@ static void op_complete(pg_conn *c)
         err = CF_EDB;
         msg = "no result from the server";
     } else {
-        err = map_sqlstate(PQresultErrorField(res, PG_DIAG_SQLSTATE));
-        msg = error_text(rq, res);
+        err = cf__pg_map_sqlstate(PQresultErrorField(res, PG_DIAG_SQLSTATE));
+        msg = cf__pg_error_text(rq, res);
     }
     PQclear(res);
     cf_db_txn_update(q, err);
@@ -722,7 +500,7 @@ static void op_complete(pg_conn *c)
     cf_db_finish(q, err, msg);
 }
 
-static void process(pg_conn *c)
+void cf__pg_process(pg_conn *c)
 {
     while (c->head && c->state == PC_READY) {
         if (PQisBusy(c->pg))
@@ -741,7 +519,7 @@ static void process(pg_conn *c)
             }
             if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
                 PQclear(r); /* the protocol state cannot be recovered here */
-                conn_broken(c, "COPY is not supported through cf_db_query");
+                cf__pg_conn_broken(c, "COPY is not supported through cf_db_query");
                 break;
             }
             /* Keep the first error, else the last result. */
@@ -761,273 +539,7 @@ static void process(pg_conn *c)
         }
     }
     if (c->state == PC_READY && PQstatus(c->pg) != CONNECTION_OK)
-        conn_broken(c, PQerrorMessage(c->pg));
-}
-
-/* ---- connections ------------------------------------------------------------------ */
-
-static void connected(pg_conn *c)
-{
-    cf_timer_stop(&c->ctimer);
-    if (PQsetnonblocking(c->pg, 1) != 0 || !PQenterPipelineMode(c->pg)) {
-        conn_broken(c, PQerrorMessage(c->pg));
-        return;
-    }
-    c->pool->connecting--;
-    c->state = PC_READY;
-    if (!poll_set(c, UV_READABLE)) {
-        conn_broken(c, "cannot watch the connection's socket");
-        return;
-    }
-    pool_put(c);
-}
-
-static void connect_step(pg_conn *c)
-{
-    switch (PQconnectPoll(c->pg)) {
-    case PGRES_POLLING_READING:
-        if (!poll_set(c, UV_READABLE))
-            conn_broken(c, "cannot watch the connection's socket");
-        break;
-    case PGRES_POLLING_WRITING:
-        if (!poll_set(c, UV_WRITABLE))
-            conn_broken(c, "cannot watch the connection's socket");
-        break;
-    case PGRES_POLLING_OK:
-        connected(c);
-        break;
-    default:
-        conn_broken(c, PQerrorMessage(c->pg));
-        break;
-    }
-}
-
-static void on_poll(uv_poll_t *h, int status, int events)
-{
-    pg_conn *c = h->data;
-    if (c->state == PC_DEAD)
-        return;
-    conn_hold(c);
-    if (status < 0) {
-        /* libuv reports a socket error (POLLERR: a refused connect, a
-         * reset) as UV_EBADF and stops watching; libpq reads the real
-         * reason from the socket. */
-        c->events = 0;
-        if (c->state == PC_CONNECTING)
-            connect_step(c);
-        else if (!PQconsumeInput(c->pg) || PQstatus(c->pg) != CONNECTION_OK)
-            conn_broken(c, PQerrorMessage(c->pg));
-        else if (!poll_set(c, UV_READABLE))
-            conn_broken(c, "cannot watch the connection's socket");
-        else
-            process(c);
-    } else if (c->state == PC_CONNECTING) {
-        connect_step(c);
-    } else {
-        if (events & UV_WRITABLE) {
-            int fl = PQflush(c->pg);
-            if (fl < 0)
-                conn_broken(c, PQerrorMessage(c->pg));
-            else if (fl == 0 && !poll_set(c, UV_READABLE))
-                conn_broken(c, "cannot watch the connection's socket");
-        }
-        if (c->state == PC_READY && (events & UV_READABLE)) {
-            if (!PQconsumeInput(c->pg)) {
-                conn_broken(c, PQerrorMessage(c->pg));
-            } else if (c->events & UV_WRITABLE) {
-                /* libpq: after reading, a pending flush may go on (TLS) */
-                int fl = PQflush(c->pg);
-                if (fl < 0)
-                    conn_broken(c, PQerrorMessage(c->pg));
-                else if (fl == 0 && !poll_set(c, UV_READABLE))
-                    conn_broken(c, "cannot watch the connection's socket");
-            }
-            if (c->state == PC_READY)
-                process(c);
-        }
-        /* An idle connection that hears anything is checked: a server
-         * going away says goodbye (or just closes). */
-        if (c->state == PC_READY && !c->head && PQstatus(c->pg) != CONNECTION_OK)
-            conn_broken(c, PQerrorMessage(c->pg));
-    }
-    conn_release(c);
-    cf_sched_run();
-}
-
-static void on_connect_timeout(cf_timer *t)
-{
-    pg_conn *c = (pg_conn *)((char *)t - offsetof(pg_conn, ctimer));
-    char m[64];
-    snprintf(m, sizeof m, "timed out after %" PRId64 " ms", c->pool->db->connect_timeout_ms);
-    conn_hold(c);
-    conn_broken(c, m);
-    conn_release(c);
-}
-
-static void conn_unlink(pg_conn *c)
-{
-    pg_pool *p = c->pool;
-    if (c->prev_all)
-        c->prev_all->next_all = c->next_all;
-    else
-        p->all = c->next_all;
-    if (c->next_all)
-        c->next_all->prev_all = c->prev_all;
-    c->next_all = c->prev_all = NULL;
-}
-
-/* libpq has the connection (or failed to start it): watch it. */
-static void conn_begin(pg_conn *c, PGconn *pg)
-{
-    c->pg = pg;
-    if (pg)
-        PQsetNoticeProcessor(pg, quiet_notice, NULL);
-    if (!pg)
-        conn_broken(c, "out of memory");
-    else if (PQstatus(pg) == CONNECTION_BAD)
-        conn_broken(c, PQerrorMessage(pg));
-    else if (!poll_set(c, UV_WRITABLE))
-        conn_broken(c, "cannot watch the connection's socket");
-}
-
-static void on_hosts_resolved(void *ud, const char *const *keys, const char *const *values,
-                              const char *error)
-{
-    pg_conn *c = ud;
-    c->resolving = NULL;
-    conn_hold(c);
-    if (error)
-        conn_broken(c, error);
-    else
-        conn_begin(c, PQconnectStartParams(keys, values, 1));
-    conn_release(c);
-    cf_sched_run();
-}
-
-/* Start one more connection for the waiting requests. */
-static void conn_start(pg_pool *p)
-{
-    pg_db *pd = p->db->be;
-    pg_conn *c = calloc(1, sizeof *c);
-    if (!c) {
-        if (p->whead) {
-            db_ctx *ctx = p->whead;
-            wait_remove(p, ctx);
-            fail_pending(ctx, CF_ENOMEM, "out of memory");
-        }
-        return;
-    }
-    c->pool = p;
-    c->fd = -1;
-    c->state = PC_CONNECTING;
-    c->reffed = true;
-    cf_timer_init(&c->ctimer, on_connect_timeout);
-    c->next_all = p->all;
-    if (p->all)
-        p->all->prev_all = c;
-    p->all = c;
-    p->count++;
-    p->connecting++;
-    conn_hold(c);
-    cf_timer_start(&c->ctimer, (uint64_t)p->db->connect_timeout_ms);
-    if (!pd->hosts)
-        conn_begin(c, PQconnectStart(pd->conninfo));
-    else if (!(c->resolving = pg_resolve_start(loop_of(), pd->hosts, on_hosts_resolved, c)))
-        conn_broken(c, "cannot start looking the host name up");
-    conn_release(c);
-}
-
-static void pool_grow(pg_pool *p)
-{
-    if (p->growing)
-        return; /* the loop below picks it up */
-    p->growing = true;
-    while (p->nwait > p->connecting && p->count < (size_t)p->db->pool_size)
-        conn_start(p);
-    p->growing = false;
-}
-
-/* c is unusable: drop it, fail what it carried, serve the waiters anew. */
-static void conn_broken(pg_conn *c, const char *why)
-{
-    if (c->state == PC_DEAD)
-        return;
-    pg_pool *p = c->pool;
-    bool was_connecting = c->state == PC_CONNECTING;
-    char msg[400];
-    snprintf(msg, sizeof msg, "%s: %s",
-             was_connecting ? "cannot connect to the database" : "connection to the database lost",
-             why && *why ? why : "unknown error");
-    size_t ml = strlen(msg);
-    while (ml && (msg[ml - 1] == '\n' || msg[ml - 1] == ' '))
-        msg[--ml] = 0;
-    idle_remove(c);
-    conn_unlink(c);
-    p->count--;
-    if (was_connecting)
-        p->connecting--;
-    cf_dbq *list = c->head;
-    c->head = c->tail = NULL;
-    db_ctx *owner = c->owner;
-    c->owner = NULL;
-    conn_close(c); /* c->state is PC_DEAD from here */
-    cf_scope *keep = NULL;
-    if (owner) {
-        owner->conn = NULL;
-        if (owner->txn == TXN_OPEN) {
-            owner->txn = TXN_NONE;
-            owner->txn_lost = true;
-        }
-        keep = cf__req_scope(owner->rq);
-        cf_scope_ref(keep);
-    }
-    for (cf_dbq *q = list, *next; q; q = next) {
-        next = q->next;
-        q->next = NULL;
-        if (!q->ctx) {
-            free(q);
-            continue;
-        }
-        q->ctx->sent--;
-        op_done(q, CF_EDBCONN, cf_db_copy_msg(q->ctx->rq, NULL, msg));
-    }
-    if (owner && owner->pend_head && !owner->conn && !owner->waiting) {
-        if (owner->txn_lost)
-            fail_pending(owner, CF_EDBCONN, msg);
-        else
-            pool_acquire(owner);
-    }
-    if (keep)
-        cf_scope_unref(keep);
-    if (was_connecting && p->whead) {
-        /* The oldest waiter hears why; the others get fresh attempts. */
-        db_ctx *ctx = p->whead;
-        wait_remove(p, ctx);
-        fail_pending(ctx, CF_EDBCONN, msg);
-    }
-    pool_grow(p);
-}
-
-/* ctx has statements waiting and no connection. */
-static void pool_acquire(db_ctx *ctx)
-{
-    pg_pool *p = pool_get(ctx->db);
-    if (!p) {
-        fail_pending(ctx, CF_ENOMEM, "out of memory");
-        return;
-    }
-    while (p->idle && !p->whead) {
-        pg_conn *c = p->idle;
-        idle_remove(c);
-        if (c->state == PC_READY && PQstatus(c->pg) == CONNECTION_OK) {
-            assign(c, ctx);
-            return;
-        }
-        conn_broken(c, PQerrorMessage(c->pg));
-    }
-    if (!ctx->waiting)
-        wait_push(p, ctx);
-    pool_grow(p);
+        cf__pg_conn_broken(c, PQerrorMessage(c->pg));
 }
 
 /* ---- the backend interface --------------------------------------------------------- */
@@ -1043,7 +555,7 @@ static void pg_start(cf_dbq *q)
      * request in flight: until that is through (cancel_done). */
     pending_push(ctx, q, false);
     if (!ctx->conn && !ctx->waiting)
-        pool_acquire(ctx);
+        cf__pg_pool_acquire(ctx);
 }
 
 static void cancel_work(uv_work_t *w)
@@ -1067,12 +579,12 @@ static void cancel_done(uv_work_t *w, int status)
     if (!c)
         return;
     c->cancel = NULL;
-    conn_hold(c);
+    cf__pg_conn_hold(c);
     if (c->owner)
         send_pending(c, c->owner);
     else if (!c->head)
         give_back(c);
-    conn_release(c);
+    cf__pg_conn_release(c);
     cf_sched_run();
 }
 
@@ -1086,7 +598,7 @@ static void cancel_start(pg_conn *c)
         return;
     }
     job->c = c;
-    if (uv_queue_work(loop_of(), &job->work, cancel_work, cancel_done) != 0) {
+    if (uv_queue_work(cf__pg_loop_of(), &job->work, cancel_work, cancel_done) != 0) {
         PQfreeCancel(job->pc);
         free(job);
         return;
@@ -1122,8 +634,8 @@ static void pg_cancel(cf_dbq *q)
     q->next = NULL;
     op->pending = false;
     if (!ctx->pend_head && ctx->waiting)
-        wait_remove(pool_get(ctx->db), ctx);
-    op_done(q, CF_ECANCELED, NULL);
+        cf__pg_wait_remove(cf__pg_pool_get(ctx->db), ctx);
+    cf__pg_op_done(q, CF_ECANCELED, NULL);
 }
 
 static void pg_request_end(db_ctx *ctx)
@@ -1139,9 +651,9 @@ static void pg_request_end(db_ctx *ctx)
 static void pg_abandon(db_ctx *ctx)
 {
     if (ctx->waiting)
-        wait_remove(pool_get(ctx->db), ctx);
+        cf__pg_wait_remove(cf__pg_pool_get(ctx->db), ctx);
     if (ctx->pend_head)
-        fail_pending(ctx, CF_EFAIL, "a task of this request crashed");
+        cf__pg_fail_pending(ctx, CF_EFAIL, "a task of this request crashed");
     /* Statements in flight finish normally; then the connection goes back
      * (rolled back if a transaction is open) instead of staying held. */
     if (ctx->txn == TXN_OPEN)
@@ -1195,12 +707,12 @@ static int pg_exec_script(cf_db *db, const char *sql)
         PQfinish(c);
         return CF_EDBCONN;
     }
-    PQsetNoticeProcessor(c, quiet_notice, NULL);
+    PQsetNoticeProcessor(c, cf__pg_quiet_notice, NULL);
     PGresult *r = PQexec(c, sql);
     int code = 0;
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
-        code = map_sqlstate(PQresultErrorField(r, PG_DIAG_SQLSTATE));
+        code = cf__pg_map_sqlstate(PQresultErrorField(r, PG_DIAG_SQLSTATE));
         fprintf(stderr, "carafe: schema script failed on %s: %s", db->display,
                 PQresultErrorMessage(r));
     }

@@ -1,5 +1,5 @@
 /*
- * db_sqlite.c — the SQLite backend. Statements run on libuv's thread pool,
+ * db_sqlite.c — the SQLite backend. Statements cf__sq_run on libuv's thread pool,
  * never on the loop thread; the loop only queues them and collects results.
  *
  * Connections. A file database has one connection per pool thread for
@@ -12,7 +12,7 @@
  * own, so one connection is the only way every statement sees the same
  * data; statements then take turns (and each worker process has its own).
  *
- * Lanes. Statements that must run on one connection, one at a time and in
+ * Lanes. Statements that must cf__sq_run on one connection, one at a time and in
  * order — a transaction's, and every statement of an in-memory database —
  * queue in a lane on the loop thread, which has at most one of them on the
  * pool at once. A lane held by a transaction (its owner) runs only that
@@ -39,6 +39,7 @@
  * with the request (cf_defer); nothing is copied again on the loop.
  */
 #include "io/db.h"
+#include "io/db_sqlite_int.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -47,63 +48,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define PRIV_FIRST 1024 /* result memory taken from the request up front */
-#define BUSY_SPIN_MS 2  /* in-thread wait for a lock before retrying from the loop */
-#define BUSY_BACKOFF_MAX_MS 16
-#define TL_SLOTS 4      /* databases per pool thread with a connection at hand */
-
-typedef struct sq_stmt {
-    uint64_t hash;
-    char *sql;
-    sqlite3_stmt *st;
-    int *map;   /* map[slot]: the $N (1-based) bound to that slot */
-    int nslots; /* sqlite3_bind_parameter_count */
-    int maxp;   /* highest $N used: the parameters the statement needs */
-    uint64_t used;
-} sq_stmt;
-
-struct sq_conn {
-    sqlite3 *h; /* NULL until opened in a pool thread */
-    sq_stmt *cache;
-    size_t ncache;
-    uint64_t tick;
-    sq_conn *next_all, *next_free;
-};
-
-typedef struct sq_db {
-    cf_db *db;
-    char *path;  /* what sqlite3_open_v2 gets */
-    char *shown; /* for messages */
-    int flags;
-    bool memory;
-    pthread_mutex_t mu; /* guards all and free */
-    sq_conn *all, *free;
-    sq_conn *mem;       /* in-memory: the only connection */
-    sq_lane mem_lane;
-} sq_db;
-
-typedef struct sq_op {
-    cf_dbq q;
-    uv_work_t work;
-    sq_db *s;
-    uint64_t uid;
-    sq_conn *conn;    /* NULL: the pool thread's own */
-    sq_lane *lane;
-    bool queued;      /* waiting in the lane */
-    bool solo;        /* a statement outside any transaction of the request */
-    atomic_int stop;  /* cancelled: interrupt it */
-    bool busy;        /* the last attempt found the database locked */
-    bool may_retry;   /* this attempt may be retried if it finds it locked */
-    bool backing_off; /* waiting on `retry` to run again */
-    unsigned attempts;
-    uint64_t deadline_ms; /* give up on a lock then (CF_DB_BUSY_TIMEOUT) */
-    cf_timer retry;
-    cf_arena priv;    /* the result (pool thread), freed with the request */
-    size_t cells_cap;
-    int err;
-    const char *msg;
-} sq_op;
 
 /* One connection per database per pool thread. Entries of databases freed
  * since are never matched again (uids are not reused); their connections
@@ -116,7 +60,7 @@ static __thread unsigned tl_next;
 
 /* ---- errors ---------------------------------------------------------------- */
 
-static int map_rc(int xrc, bool preparing)
+int cf__sq_map_rc(int xrc, bool preparing)
 {
     switch (xrc) {
     case SQLITE_CONSTRAINT_UNIQUE:
@@ -154,7 +98,7 @@ static int map_rc(int xrc, bool preparing)
     }
 }
 
-static const char *priv_strdup(sq_op *op, const char *s)
+const char *cf__sq_priv_strdup(sq_op *op, const char *s)
 {
     size_t n = strlen(s);
     char *p = cf_arena_alloc(&op->priv, n + 1);
@@ -164,10 +108,10 @@ static const char *priv_strdup(sq_op *op, const char *s)
     return p;
 }
 
-static void op_fail(sq_op *op, int err, const char *msg)
+void cf__sq_op_fail(sq_op *op, int err, const char *msg)
 {
     op->err = err;
-    op->msg = priv_strdup(op, msg);
+    op->msg = cf__sq_priv_strdup(op, msg);
 }
 
 /* ---- connections ------------------------------------------------------------- */
@@ -186,7 +130,7 @@ static void conn_close(sq_conn *c)
     c->h = NULL;
 }
 
-static int conn_open(sq_db *s, sq_conn *c, char *msg, size_t cap)
+int cf__sq_conn_open(sq_db *s, sq_conn *c, char *msg, size_t cap)
 {
     sqlite3 *h = NULL;
     int rc = sqlite3_open_v2(s->path, &h, s->flags, NULL);
@@ -227,7 +171,7 @@ static sq_conn *register_conn(sq_db *s)
     return c;
 }
 
-static sq_conn *tls_conn(sq_db *s, uint64_t uid)
+sq_conn *cf__sq_tls_conn(sq_db *s, uint64_t uid)
 {
     for (int i = 0; i < TL_SLOTS; i++)
         if (tl_conn[i].uid == uid)
@@ -260,338 +204,6 @@ static void give_conn(sq_db *s, sq_conn *c)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* ---- statements (pool thread) ---------------------------------------------------- */
-
-static uint64_t hash_sql(const char *s)
-{
-    uint64_t h = 1469598103934665603u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211u;
-    return h;
-}
-
-static void stmt_drop(sq_stmt *e)
-{
-    sqlite3_finalize(e->st);
-    free(e->sql);
-    free(e->map);
-    memset(e, 0, sizeof *e);
-}
-
-static bool only_space(const char *p)
-{
-    for (; *p; p++)
-        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != ';')
-            return false;
-    return true;
-}
-
-/* Prepare `sql` into *e: one statement, $N placeholders mapped. */
-static bool stmt_prepare(sq_op *op, sq_conn *c, const char *sql, uint64_t hash, sq_stmt *e)
-{
-    memset(e, 0, sizeof *e);
-    const char *tail = NULL;
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v3(c->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, &tail);
-    if (rc != SQLITE_OK) {
-        op->busy = (sqlite3_extended_errcode(c->h) & 0xff) == SQLITE_BUSY; /* schema locked */
-        op_fail(op, map_rc(sqlite3_extended_errcode(c->h), true), sqlite3_errmsg(c->h));
-        return false;
-    }
-    if (!st) {
-        op_fail(op, CF_EINVAL, "empty SQL statement");
-        return false;
-    }
-    if (tail && !only_space(tail)) {
-        /* Only comments may follow; a second statement is refused. */
-        sqlite3_stmt *more = NULL;
-        rc = sqlite3_prepare_v2(c->h, tail, -1, &more, NULL);
-        sqlite3_finalize(more);
-        if (rc != SQLITE_OK || more) {
-            sqlite3_finalize(st);
-            op_fail(op, CF_EDBSYNTAX, "one statement per query (use cf_db_exec_script for scripts)");
-            return false;
-        }
-    }
-    int n = sqlite3_bind_parameter_count(st);
-    int *map = calloc((size_t)n + 1, sizeof *map);
-    char *copy = strdup(sql);
-    if (!map || !copy) {
-        free(map);
-        free(copy);
-        sqlite3_finalize(st);
-        op_fail(op, CF_ENOMEM, "out of memory");
-        return false;
-    }
-    int maxp = 0;
-    for (int j = 1; j <= n; j++) {
-        const char *name = sqlite3_bind_parameter_name(st, j);
-        long k = j; /* a bare "?" is positional */
-        if (name) {
-            char *end = NULL;
-            k = (name[0] == '$' || name[0] == '?') ? strtol(name + 1, &end, 10) : 0;
-            if (!end || *end || end == name + 1 || k < 1 || k > 32766) {
-                char m[160];
-                snprintf(m, sizeof m, "parameter %s: use $1, $2, ... placeholders", name);
-                free(map);
-                free(copy);
-                sqlite3_finalize(st);
-                op_fail(op, CF_EINVAL, m);
-                return false;
-            }
-        }
-        map[j] = (int)k;
-        if (k > maxp)
-            maxp = (int)k;
-    }
-    e->hash = hash;
-    e->sql = copy;
-    e->st = st;
-    e->map = map;
-    e->nslots = n;
-    e->maxp = maxp;
-    return true;
-}
-
-/* The cached statement for `sql`, or one prepared into *tmp (not cached:
- * the caller drops it). NULL on failure (op->err set). */
-static sq_stmt *stmt_get(sq_op *op, sq_conn *c, const char *sql, sq_stmt *tmp)
-{
-    uint64_t hash = hash_sql(sql);
-    for (size_t i = 0; i < c->ncache; i++) {
-        sq_stmt *e = &c->cache[i];
-        if (e->hash == hash && strcmp(e->sql, sql) == 0) {
-            e->used = ++c->tick;
-            return e;
-        }
-    }
-    size_t max = (size_t)op->s->db->stmt_cache;
-    if (!stmt_prepare(op, c, sql, hash, tmp))
-        return NULL;
-    if (max == 0)
-        return tmp;
-    if (!c->cache) {
-        c->cache = calloc(max, sizeof *c->cache);
-        if (!c->cache)
-            return tmp;
-    }
-    sq_stmt *slot;
-    if (c->ncache < max) {
-        slot = &c->cache[c->ncache++];
-    } else {
-        slot = &c->cache[0];
-        for (size_t i = 1; i < c->ncache; i++)
-            if (c->cache[i].used < slot->used)
-                slot = &c->cache[i];
-        stmt_drop(slot);
-    }
-    *slot = *tmp;
-    slot->used = ++c->tick;
-    return slot;
-}
-
-static int bind_value(sqlite3_stmt *st, int slot, const cf_value *v)
-{
-    switch (v->type) {
-    case CF_V_INT:
-        return sqlite3_bind_int64(st, slot, v->i);
-    case CF_V_REAL:
-        return sqlite3_bind_double(st, slot, v->d);
-    case CF_V_TEXT:
-        return sqlite3_bind_text(st, slot, v->s, -1, SQLITE_STATIC);
-    case CF_V_BLOB:
-        return sqlite3_bind_blob64(st, slot, v->s, v->len, SQLITE_STATIC);
-    default:
-        return sqlite3_bind_null(st, slot);
-    }
-}
-
-static bool add_row(sq_op *op, cf_rows *r, sqlite3_stmt *st)
-{
-    size_t need = (r->nrows + 1) * r->ncols;
-    if (need > op->cells_cap) {
-        size_t cap = op->cells_cap ? op->cells_cap * 2 : (r->ncols < 4 ? 4 : r->ncols);
-        while (cap < need)
-            cap *= 2;
-        db_cell *cells = cf_arena_realloc(&op->priv, r->cells, op->cells_cap * sizeof *cells,
-                                          cap * sizeof *cells);
-        if (!cells)
-            return false;
-        r->cells = cells;
-        op->cells_cap = cap;
-    }
-    db_cell *row = &r->cells[r->nrows * r->ncols];
-    for (size_t i = 0; i < r->ncols; i++) {
-        db_cell *c = &row[i];
-        c->len = 0;
-        switch (sqlite3_column_type(st, (int)i)) {
-        case SQLITE_INTEGER:
-            c->type = CELL_INT;
-            c->v.i = sqlite3_column_int64(st, (int)i);
-            break;
-        case SQLITE_FLOAT:
-            c->type = CELL_REAL;
-            c->v.d = sqlite3_column_double(st, (int)i);
-            break;
-        case SQLITE_TEXT:
-        case SQLITE_BLOB: {
-            bool text = sqlite3_column_type(st, (int)i) == SQLITE_TEXT;
-            const void *p = text ? (const void *)sqlite3_column_text(st, (int)i)
-                                 : sqlite3_column_blob(st, (int)i);
-            size_t n = (size_t)sqlite3_column_bytes(st, (int)i);
-            char *s = cf_arena_alloc(&op->priv, n + 1);
-            if (!s)
-                return false;
-            if (n)
-                memcpy(s, p, n);
-            s[n] = 0;
-            c->type = text ? CELL_TEXT : CELL_BLOB;
-            c->v.s = s;
-            c->len = n;
-            break;
-        }
-        default:
-            c->type = CELL_NULL;
-            break;
-        }
-    }
-    r->nrows++;
-    return true;
-}
-
-/* Run one statement on c; the outcome goes to op (err/msg, q.rows). */
-static void run(sq_op *op, sq_conn *c, const char *sql, const cf_value *params, size_t n)
-{
-    sq_stmt tmp;
-    sq_stmt *e = stmt_get(op, c, sql, &tmp);
-    if (!e)
-        return;
-    sqlite3 *h = c->h;
-    sqlite3_stmt *st = e->st;
-    cf_rows *r = NULL;
-    if ((size_t)e->maxp != n) {
-        char m[200];
-        snprintf(m, sizeof m, "the statement uses %d parameter(s) ($1..$%d) but %zu were given",
-                 e->maxp, e->maxp, n);
-        op_fail(op, CF_EINVAL, m);
-        goto out;
-    }
-    for (int j = 1; j <= e->nslots; j++) {
-        if (bind_value(st, j, &params[e->map[j] - 1]) != SQLITE_OK) {
-            op_fail(op, map_rc(sqlite3_extended_errcode(h), false), sqlite3_errmsg(h));
-            goto out;
-        }
-    }
-    r = cf_arena_alloc(&op->priv, sizeof *r);
-    if (!r) {
-        op_fail(op, CF_ENOMEM, "out of memory");
-        goto out;
-    }
-    memset(r, 0, sizeof *r);
-    r->rq = op->q.ctx->rq;
-    r->ncols = (size_t)sqlite3_column_count(st);
-    if (r->ncols) {
-        r->names = cf_arena_alloc(&op->priv, r->ncols * sizeof *r->names);
-        for (size_t i = 0; r->names && i < r->ncols; i++) {
-            const char *nm = sqlite3_column_name(st, (int)i);
-            r->names[i] = priv_strdup(op, nm ? nm : "?");
-        }
-        if (!r->names) {
-            op_fail(op, CF_ENOMEM, "out of memory");
-            goto out;
-        }
-    }
-    sqlite3_set_last_insert_rowid(h, 0);
-    int64_t before = sqlite3_total_changes64(h);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (!add_row(op, r, st)) {
-            op_fail(op, CF_ENOMEM, "out of memory for the result");
-            goto out;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        op->busy = (sqlite3_extended_errcode(h) & 0xff) == SQLITE_BUSY;
-        op_fail(op, map_rc(sqlite3_extended_errcode(h), false), sqlite3_errmsg(h));
-        goto out;
-    }
-    /* changes() keeps the count of the last INSERT/UPDATE/DELETE: trust it
-     * only if this statement changed something. */
-    r->affected = sqlite3_total_changes64(h) != before ? sqlite3_changes64(h) : 0;
-    r->last_id = sqlite3_last_insert_rowid(h);
-    op->q.rows = r;
-out:
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (e == &tmp)
-        stmt_drop(&tmp);
-}
-
-static int on_progress(void *p)
-{
-    sq_op *op = p;
-    return atomic_load_explicit(&op->stop, memory_order_relaxed);
-}
-
-static void sq_work(uv_work_t *w)
-{
-    sq_op *op = w->data;
-    cf_dbq *q = &op->q;
-    op->busy = false;
-    op->err = 0;
-    op->msg = NULL;
-    q->rows = NULL;
-    if (atomic_load(&op->stop)) {
-        op_fail(op, CF_ECANCELED, "cancelled");
-        return;
-    }
-    sq_conn *c = op->conn ? op->conn : tls_conn(op->s, op->uid);
-    if (!c) {
-        op_fail(op, CF_ENOMEM, "out of memory");
-        return;
-    }
-    if (!c->h) {
-        char m[512];
-        int rc = conn_open(op->s, c, m, sizeof m);
-        if (rc) {
-            op_fail(op, rc, m);
-            return;
-        }
-    }
-    sqlite3_progress_handler(c->h, 1000, on_progress, op);
-    switch (q->kind) {
-    case OP_BEGIN:
-        run(op, c, "BEGIN IMMEDIATE", NULL, 0);
-        break;
-    case OP_COMMIT:
-        run(op, c, "COMMIT", NULL, 0);
-        /* Locked out: try again later, the transaction still open. Any
-         * other failure (or the last try) ends it. */
-        if (!sqlite3_get_autocommit(c->h) && !(op->busy && op->may_retry))
-            sqlite3_exec(c->h, "ROLLBACK", NULL, NULL, NULL);
-        break;
-    case OP_ROLLBACK:
-        run(op, c, "ROLLBACK", NULL, 0);
-        if (op->err && sqlite3_get_autocommit(c->h)) { /* nothing left to roll back */
-            op->err = 0;
-            op->msg = NULL;
-        }
-        break;
-    default:
-        run(op, c, q->sql, q->params, q->n);
-        break;
-    }
-    if (op->solo && !sqlite3_get_autocommit(c->h)) {
-        /* A "BEGIN" sent as a query would leave the (shared) connection in
-         * a transaction other requests then join. */
-        sqlite3_exec(c->h, "ROLLBACK", NULL, NULL, NULL);
-        if (!op->err)
-            op_fail(op, CF_EINVAL, "a transaction was left open and rolled back: "
-                                   "use cf_db_begin and cf_db_commit");
-    }
-    sqlite3_progress_handler(c->h, 0, NULL, NULL);
-}
-
 /* ---- lanes and completion (loop thread) ---------------------------------------------- */
 
 static void sq_after(uv_work_t *w, int status);
@@ -615,7 +227,7 @@ static unsigned backoff_ms(const sq_op *op)
 static bool queue_work(sq_op *op)
 {
     op->may_retry = now_ms() < op->deadline_ms;
-    return uv_queue_work(cf_sched_get()->loop, &op->work, sq_work, sq_after) == 0;
+    return uv_queue_work(cf_sched_get()->loop, &op->work, cf__sq_sq_work, sq_after) == 0;
 }
 
 static void on_retry(cf_timer *t)
@@ -843,7 +455,7 @@ static void sq_request_end(db_ctx *ctx)
         j->c = c;
         j->work.data = j;
         if (s->memory)
-            s->mem_lane.running = true; /* nothing else may run on it meanwhile */
+            s->mem_lane.running = true; /* nothing else may cf__sq_run on it meanwhile */
         if (uv_queue_work(cf_sched_get()->loop, &j->work, rollback_work, rollback_after) == 0)
             return;
         free(j);
@@ -940,7 +552,7 @@ static int sq_open(cf_db *db, const char *target)
         s->mem = calloc(1, sizeof *s->mem);
         if (!s->path || !s->shown || !s->mem)
             return open_fail(db, s, CF_ENOMEM, "%s", "out of memory");
-        if (conn_open(s, s->mem, m, sizeof m) != 0)
+        if (cf__sq_conn_open(s, s->mem, m, sizeof m) != 0)
             return open_fail(db, s, CF_EDBCONN, "%s", m);
         db->be = s;
         return 0;
@@ -1001,7 +613,7 @@ static int sq_open(cf_db *db, const char *target)
     /* Open once now: a wrong path fails at start-up, not at the first
      * request, and WAL mode (a property of the file) is set here. */
     sq_conn probe = {0};
-    if (conn_open(s, &probe, m, sizeof m) != 0)
+    if (cf__sq_conn_open(s, &probe, m, sizeof m) != 0)
         return open_fail(db, s, CF_EDBCONN, "%s", m);
     if (!sqlite3_db_readonly(probe.h, "main")) {
         char *e = NULL;
@@ -1024,14 +636,14 @@ static int sq_exec_script(cf_db *db, const char *sql)
     sq_conn *c = s->memory ? s->mem : &tmp;
     char m[600];
     int code = 0;
-    if (!c->h && (code = conn_open(s, c, m, sizeof m)) != 0) {
+    if (!c->h && (code = cf__sq_conn_open(s, c, m, sizeof m)) != 0) {
         fprintf(stderr, "carafe: schema script: %s\n", m);
         return code;
     }
     char *e = NULL;
     int rc = sqlite3_exec(c->h, sql, NULL, NULL, &e);
     if (rc != SQLITE_OK) {
-        code = map_rc(sqlite3_extended_errcode(c->h), true);
+        code = cf__sq_map_rc(sqlite3_extended_errcode(c->h), true);
         fprintf(stderr, "carafe: schema script failed on %s: %s\n", s->shown,
                 e ? e : sqlite3_errstr(rc));
         sqlite3_free(e);
