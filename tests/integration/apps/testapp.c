@@ -308,6 +308,33 @@ static int echo_session(cf_req *rq, void *arg)
 
 static void ws_echo(cf_req *rq) { cf_websocket(rq, echo_session, NULL); }
 
+/* POST /upload: the body read as it arrives in 16 KiB reads, never kept:
+ * its length, a checksum (sum of bytes), and the largest read. */
+static void upload(cf_req *rq)
+{
+    char buf[16384];
+    unsigned long long sum = 0, total = 0;
+    long n, largest = 0;
+    while ((n = cf_body_read(rq, buf, sizeof buf)) > 0) {
+        for (long i = 0; i < n; i++)
+            sum += (unsigned char)buf[i];
+        total += (unsigned long long)n;
+        if (n > largest)
+            largest = n;
+    }
+    if (n == CF_ETOOBIG)
+        return cf_abort(rq, 413);
+    if (n == CF_ETIMEDOUT)
+        return cf_abort(rq, 408);
+    if (n < 0)
+        return cf_abort(rq, 400);
+    cf_json(rq, 200, "{sI sI sI}", "bytes", (json_int_t)total, "sum", (json_int_t)sum, "largest",
+            (json_int_t)largest);
+}
+
+/* POST /upload/early: answers before reading the body. */
+static void upload_early(cf_req *rq) { cf_text(rq, 200, "not reading that"); }
+
 int main(int argc, char **argv)
 {
     cf_app *app = cf_app_new();
@@ -343,6 +370,10 @@ int main(int argc, char **argv)
     cf_route(app, "GET", "/abort", abort_view);
     cf_route(app, "GET", "/ticks", ticks);
     cf_route(app, "GET", "/ws", ws_echo);
+    cf_route *up = cf_route(app, "POST", "/upload", upload);
+    cf_route_set_stream_body(up, true);
+    cf_route_set_max_body(up, 64 * 1024 * 1024);
+    cf_route_set_stream_body(cf_route(app, "POST", "/upload/early", upload_early), true);
     cf_route_set_max_body(cf_route(app, "POST", "/small-body", small_body), 1024);
 
     int rc = cf_run(app, argc, argv);
