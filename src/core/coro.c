@@ -1,10 +1,15 @@
 /*
  * coro.c — coroutine stacks and switching (see coro.h).
  *
- * Stacks are mmap'd with a PROT_NONE guard page below them, so running off
+ * Stacks are mmap'd with a PROT_NONE guard region below them, so running off
  * the end faults instead of silently overwriting a neighbour; the SIGSEGV
- * handler recognises a fault in the running coroutine's guard page and says
- * "stack overflow" before the process dies. Finished stacks are kept in a
+ * handler recognises a fault in the running coroutine's guard region (or a
+ * stack pointer below its stack) and says "stack overflow" before the
+ * process dies. The region is GUARD_SIZE, not one page: a frame larger than
+ * the guard would jump over it into the next mapping unless the code was
+ * built with -fstack-clash-protection (which the library and carafe.pc use:
+ * such frames touch every page on the way down). Address space is cheap; a
+ * PROT_NONE mapping costs no memory. Finished stacks are kept in a
  * per-thread pool because mmap+mprotect+munmap per request would cost more
  * than the request itself.
  *
@@ -57,7 +62,7 @@ struct cf_coro {
 #else
     void *sp;
 #endif
-    char *map;          /* mmap base: guard page, then the stack */
+    char *map;          /* mmap base: guard region, then the stack */
     size_t map_size;
     cf_coro_fn fn;
     void *arg;
@@ -74,6 +79,7 @@ struct cf_coro {
 };
 
 #define POOL_MAX 4096 /* stacks kept for reuse; beyond that they are unmapped */
+#define GUARD_SIZE (256 * 1024) /* a multiple of any page size we run on */
 
 static __thread cf_coro *current;
 static __thread cf_coro *pool;
@@ -140,8 +146,14 @@ size_t cf_coro_pooled(void) { return pool_len; }
 cf_coro *cf_coro_current(void) { return current; }
 void cf_coro_set_label(cf_coro *co, const char *label) { co->label = label; }
 
-/* Layout of a mapping: [guard page][stack ... top][struct cf_coro]. The
+/* Layout of a mapping: [guard region][stack ... top][struct cf_coro]. The
  * struct sits above the stack top so one mapping holds everything. */
+static size_t mapping_size(void)
+{
+    size_t ps = page_size();
+    return GUARD_SIZE + stack_size + ((sizeof(cf_coro) + ps - 1) & ~(ps - 1));
+}
+
 static cf_coro *stack_alloc(void)
 {
     if (pool) {
@@ -150,31 +162,28 @@ static cf_coro *stack_alloc(void)
         pool_len--;
         return co;
     }
-    size_t ps = page_size();
-    size_t meta = (sizeof(cf_coro) + ps - 1) & ~(ps - 1);
-    size_t size = ps + stack_size + meta;
+    size_t size = mapping_size();
     char *map = mmap(NULL, size, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (map == MAP_FAILED)
         return NULL;
-    if (mprotect(map, ps, PROT_NONE) != 0) {
+    if (mprotect(map, GUARD_SIZE, PROT_NONE) != 0) {
         munmap(map, size);
         return NULL;
     }
-    cf_coro *co = (cf_coro *)(map + ps + stack_size);
+    cf_coro *co = (cf_coro *)(map + GUARD_SIZE + stack_size);
     memset(co, 0, sizeof *co);
     co->map = map;
     co->map_size = size;
 #ifdef CF_HAVE_VALGRIND
-    co->vg_id = VALGRIND_STACK_REGISTER(map + ps, map + ps + stack_size);
+    co->vg_id = VALGRIND_STACK_REGISTER(map + GUARD_SIZE, map + GUARD_SIZE + stack_size);
 #endif
     return co;
 }
 
 static void stack_release(cf_coro *co)
 {
-    if (pool_len < POOL_MAX && co->map_size == page_size() + stack_size +
-        ((sizeof(cf_coro) + page_size() - 1) & ~(page_size() - 1))) {
+    if (pool_len < POOL_MAX && co->map_size == mapping_size()) {
         co->next_free = pool;
         pool = co;
         pool_len++;
@@ -186,7 +195,7 @@ static void stack_release(cf_coro *co)
     unmap_stack(co->map, co->map_size);
 }
 
-static inline char *stack_bottom(cf_coro *co) { return co->map + page_size(); }
+static inline char *stack_bottom(cf_coro *co) { return co->map + GUARD_SIZE; }
 static inline size_t stack_len(cf_coro *co)
 {
     return (size_t)((char *)co - stack_bottom(co));
@@ -239,8 +248,8 @@ static __attribute__((noinline)) void ucontext_prepare(cf_coro *co)
 {
     ucontext_t *ctx = &co->ctx;
     getcontext(ctx);
-    ctx->uc_stack.ss_sp = co->map + page_size();
-    ctx->uc_stack.ss_size = (size_t)((char *)co - (co->map + page_size()));
+    ctx->uc_stack.ss_sp = stack_bottom(co);
+    ctx->uc_stack.ss_size = stack_len(co);
     ctx->uc_link = NULL;
     makecontext(ctx, ucontext_entry, 0);
 }
@@ -418,11 +427,39 @@ static bool redirect_context(void *uctx, cf_coro *co)
 #endif
 }
 
+/* The interrupted stack pointer, or 0 where we do not know how to read it. */
+static uintptr_t interrupted_sp(void *uctx)
+{
+    ucontext_t *uc = uctx;
+#if defined(__x86_64__)
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    return (uintptr_t)uc->uc_mcontext.sp;
+#else
+    (void)uc;
+    return 0;
+#endif
+}
+
+/* An overflow faults in the guard region, or (a frame bigger than the guard,
+ * built without stack-clash protection) below it with the stack pointer
+ * already past the stack's end: within a bound no real frame exceeds, so
+ * a wild pointer elsewhere is not mistaken for one. */
+static bool is_overflow(cf_coro *co, int sig, const char *addr, void *uctx)
+{
+    if (!co || (sig != SIGSEGV && sig != SIGBUS))
+        return false;
+    if (addr >= co->map && addr < stack_bottom(co))
+        return true;
+    uintptr_t sp = interrupted_sp(uctx), bottom = (uintptr_t)stack_bottom(co);
+    return sp && sp < bottom && bottom - sp < 64u * 1024 * 1024;
+}
+
 static void on_fatal(int sig, siginfo_t *info, void *uctx)
 {
     cf_coro *co = current;
     char *addr = info ? (char *)info->si_addr : NULL;
-    bool overflow = co && sig == SIGSEGV && addr >= co->map && addr < co->map + page_size();
+    bool overflow = is_overflow(co, sig, addr, uctx);
     if (overflow) {
         write_str("carafe: stack overflow in a coroutine (stack ");
         write_num(stack_len(co) / 1024);

@@ -3,7 +3,8 @@ test_prefork.py — the production server over real sockets: the prefork
 master and its workers, crash recovery, signals, recycling, limits and
 timeouts from the command line, the access log and the metrics endpoint.
 
-  crash_segfault, crash_abort   a handler that dies of SIGSEGV / SIGABRT costs
+  crash_segfault, crash_abort,  a handler that dies of SIGSEGV / SIGABRT /
+  crash_stack_overflow          a 1 MiB local array on its 64 KiB stack costs
                                 its own client a closed connection; the slow
                                 requests both workers hold all finish with 200;
                                 the next request is served; the log names the
@@ -104,7 +105,7 @@ def slow_on_both_workers(srv, ms, per_worker=2, budget=2.0):
     return by_pid, t_first
 
 
-def crash_case(route, signame):
+def crash_case(route, report):
     ms = 2000
     srv = server(["--workers", "2", "--no-access-log"], f"crash{route.replace('/', '-')}")
     conns = []
@@ -140,8 +141,8 @@ def crash_case(route, signame):
         dead = int(m.group(1))
         check(dead in before, f"the crashed worker {dead} is not one of {sorted(before)}")
         err = srv.stderr()
-        check(f"{signame} in a coroutine while handling GET {route}" in err,
-              f"stderr does not name the signal and the route:\n{err[-3000:]}")
+        check(f"{report} while handling GET {route}" in err,
+              f"stderr does not name the fault and the route:\n{err[-3000:]}")
         now = set(srv.wait_workers(2, exclude=(dead,)))
         check(dead not in now, "the crashed worker is still there")
         check(now - before, f"no new worker pid: before {sorted(before)}, now {sorted(now)}")
@@ -156,11 +157,15 @@ def crash_case(route, signame):
 
 
 def t_crash_segfault():
-    crash_case("/segfault", "SIGSEGV")
+    crash_case("/segfault", "SIGSEGV in a coroutine")
 
 
 def t_crash_abort():
-    crash_case("/abort", "SIGABRT")
+    crash_case("/abort", "SIGABRT in a coroutine")
+
+
+def t_crash_stack_overflow():
+    crash_case("/bigframe", "stack overflow in a coroutine (stack 64 KiB)")
 
 
 def t_crash_single_worker_keeps_serving():

@@ -13,6 +13,11 @@
  *   - after another thread has run a loop of its own (and so installed the
  *     handler a second time), the report is still printed once and the
  *     process still dies promptly (no handler chaining to itself);
+ *   - one large local array instead of deep recursion (80 KiB and 4 MiB in
+ *     a 64 KiB stack): this file is built with -fstack-clash-protection like
+ *     the library, so the frame probes its pages and lands in the guard;
+ *   - the same 80 KiB frame built without that protection (GCC only): it
+ *     jumps over a one-page guard but not over the 256 KiB guard region;
  *   - a plain NULL dereference in a handler still kills the process but is
  *     not reported as a stack overflow;
  *   - CF_OPT_STACK_SIZE works: recursion that cannot fit in the default
@@ -82,6 +87,23 @@ static void h_deep_child(cf_req *rq)
     cf_text(rq, 200, "survived");
 }
 
+/* A frame of `kib` KiB that the compiler cannot shrink: filled, then read
+ * through a library call. */
+#define BIG_FRAME_HANDLER(name, kib, attrs)                                    \
+    attrs static void name(cf_req *rq)                                         \
+    {                                                                          \
+        char buf[(kib) * 1024];                                                \
+        memset(buf, 'x', sizeof buf);                                          \
+        snprintf(buf, sizeof buf, "frame of %d KiB", (kib));                   \
+        cf_text(rq, 200, buf);                                                 \
+    }
+BIG_FRAME_HANDLER(h_frame_80k, 80, )
+BIG_FRAME_HANDLER(h_frame_4m, 4096, )
+#if defined(__GNUC__) && !defined(__clang__)
+#define HAVE_UNPROBED_FRAME 1
+BIG_FRAME_HANDLER(h_frame_unprobed, 80, __attribute__((optimize("no-stack-clash-protection"))))
+#endif
+
 static void h_null(cf_req *rq)
 {
     int *volatile p = NULL;
@@ -96,6 +118,11 @@ static cf_app *make_app(void)
     cf_route(app, "GET", "/deep-child", h_deep_child);
     cf_route(app, "GET", "/null", h_null);
     cf_route(app, "GET", "/bounded", h_bounded);
+    cf_route(app, "GET", "/frame-80k", h_frame_80k);
+    cf_route(app, "GET", "/frame-4m", h_frame_4m);
+#ifdef HAVE_UNPROBED_FRAME
+    cf_route(app, "GET", "/frame-unprobed", h_frame_unprobed);
+#endif
     return app;
 }
 
@@ -127,6 +154,11 @@ static void run_request(const char *target)
 static void child_deep(void) { run_request("/deep"); }
 static void child_deep_task(void) { run_request("/deep-child"); }
 static void child_null(void) { run_request("/null"); }
+static void child_frame_80k(void) { run_request("/frame-80k"); }
+static void child_frame_4m(void) { run_request("/frame-4m"); }
+#ifdef HAVE_UNPROBED_FRAME
+static void child_frame_unprobed(void) { run_request("/frame-unprobed"); }
+#endif
 
 /* A second loop on another thread installs the overflow handler there too. */
 static void *other_loop(void *arg)
@@ -236,7 +268,7 @@ static void show(const char *what, const outcome *o)
 
 static outcome out;
 
-static void expect_overflow(const char *what, void (*fn)(void))
+static void expect_overflow(const char *what, void (*fn)(void), const char *request)
 {
     run_child(fn, &out);
     bool ok = !out.timed_out && died_of_crash(&out) &&
@@ -245,7 +277,7 @@ static void expect_overflow(const char *what, void (*fn)(void))
      * and names the request; exactly once. */
     if (strstr(out.err, "carafe: stack overflow")) {
         ok &= count(out.err, "carafe: stack overflow") == 1;
-        ok &= strstr(out.err, "GET /deep") != NULL;
+        ok &= strstr(out.err, request) != NULL;
     }
 #ifndef __SANITIZE_ADDRESS__
     /* Without ASan in the way, it is our handler that reports it. */
@@ -259,9 +291,15 @@ static void expect_overflow(const char *what, void (*fn)(void))
 
 int main(void)
 {
-    expect_overflow("overflow in a handler", child_deep);
-    expect_overflow("overflow in a child task", child_deep_task);
-    expect_overflow("overflow after a second loop thread", child_deep_after_thread);
+    expect_overflow("overflow in a handler", child_deep, "GET /deep");
+    expect_overflow("overflow in a child task", child_deep_task, "GET /deep-child");
+    expect_overflow("overflow after a second loop thread", child_deep_after_thread, "GET /deep");
+    expect_overflow("an 80 KiB frame", child_frame_80k, "GET /frame-80k");
+    expect_overflow("a 4 MiB frame", child_frame_4m, "GET /frame-4m");
+#ifdef HAVE_UNPROBED_FRAME
+    expect_overflow("an 80 KiB frame without stack-clash protection", child_frame_unprobed,
+                    "GET /frame-unprobed");
+#endif
 
     run_child(child_big_stack, &out);
     bool ok = !out.timed_out && WIFEXITED(out.status) && WEXITSTATUS(out.status) == 0 &&

@@ -29,6 +29,8 @@
  *                               worker drops this request's connection,
  *                               drains its others and exits 70
  *   GET  /abort                 calls abort() (SIGABRT): the same
+ *   GET  /bigframe              a 1 MiB local array on a 64 KiB coroutine
+ *                               stack: reported as a stack overflow, the same
  *   GET  /ticks?n=N&ms=M        Server-Sent Events "tick i", M ms apart (the
  *                               nginx test: events pass the proxy at once)
  *   GET  /ws                    WebSocket echo (the nginx test: upgrades pass)
@@ -230,6 +232,14 @@ static void segfault(cf_req *rq)
     cf_text(rq, 200, "still alive?");
 }
 
+static void bigframe(cf_req *rq)
+{
+    char buf[1024 * 1024];
+    memset(buf, 'x', sizeof buf);
+    snprintf(buf, sizeof buf, "%d", (int)getpid());
+    cf_text(rq, 200, buf);
+}
+
 static void abort_view(cf_req *rq)
 {
     (void)rq;
@@ -368,6 +378,7 @@ int main(int argc, char **argv)
     cf_route(app, "GET", "/pid", pid);
     cf_route(app, "GET", "/segfault", segfault);
     cf_route(app, "GET", "/abort", abort_view);
+    cf_route(app, "GET", "/bigframe", bigframe);
     cf_route(app, "GET", "/ticks", ticks);
     cf_route(app, "GET", "/ws", ws_echo);
     cf_route *up = cf_route(app, "POST", "/upload", upload);
