@@ -213,6 +213,16 @@ const char *cf_arg(cf_req *rq, const char *name);    /* first query value */
 const char *cf_header(cf_req *rq, const char *name); /* case-insensitive */
 const char *cf_cookie(cf_req *rq, const char *name);
 const char *cf_form(cf_req *rq, const char *name);   /* urlencoded body */
+/* Query and form fields decode as Werkzeug's do: '+' is a space, an escape
+ * that is not %XX ("%ZZ") stays as written; bytes are passed on as decoded
+ * (not checked for UTF-8). A repeated field (tag=a&tag=b) gives the first
+ * value to cf_arg/cf_form; the _list calls give all of them in order, as a
+ * NULL-terminated array owned by the request (n may be NULL), and the _at
+ * calls walk every field in order (false past the last). */
+const char **cf_arg_list(cf_req *rq, const char *name, size_t *n);
+const char **cf_form_list(cf_req *rq, const char *name, size_t *n);
+bool cf_arg_at(cf_req *rq, size_t i, const char **name, const char **value);
+bool cf_form_at(cf_req *rq, size_t i, const char **name, const char **value);
 /* The body as received (chunked bodies de-chunked); NUL-terminated. On a
  * route that streams its body (cf_route_set_stream_body) this reads what
  * cf_body_read has not returned yet, suspending until it is in; if that

@@ -161,9 +161,10 @@ void cf_parse_urlencoded(cf_req *rq, const char *s, size_t len, cf_kv_list *out)
             const char *kend = eq ? eq : stop;
             char *k = arena_strndup(rq, s, (size_t)(kend - s));
             char *v = eq ? arena_strndup(rq, eq + 1, (size_t)(stop - eq - 1)) : arena_strndup(rq, "", 0);
-            /* Malformed escapes leave the pair out rather than guess. */
-            if (cf_url_decode(k, strlen(k), true) >= 0 && cf_url_decode(v, strlen(v), true) >= 0)
-                cf_kv_add(rq, out, k, v);
+            /* Malformed escapes stay literal (as in Werkzeug): never fails. */
+            cf_url_decode(k, strlen(k), CF_URL_FORM);
+            cf_url_decode(v, strlen(v), CF_URL_FORM);
+            cf_kv_add(rq, out, k, v);
         }
         if (!amp)
             break; /* stop + 1 would point past the end: undefined in C */
@@ -212,14 +213,52 @@ const char *cf_method(cf_req *rq) { return rq->x.method; }
 const char *cf_path(cf_req *rq) { return rq->x.path; }
 const char *cf_query_string(cf_req *rq) { return rq->x.query ? rq->x.query : ""; }
 
-const char *cf_arg(cf_req *rq, const char *name)
+static const cf_kv_list *args_of(cf_req *rq)
 {
     if (!rq->args_parsed) {
         rq->args_parsed = true;
         if (rq->x.query)
             cf_parse_urlencoded(rq, rq->x.query, strlen(rq->x.query), &rq->args);
     }
-    return cf_kv_get(&rq->args, name, false);
+    return &rq->args;
+}
+
+/* Every value of a (possibly repeated) field, in order: Werkzeug's getlist. */
+static const char **values_of(cf_req *rq, const cf_kv_list *l, const char *name, size_t *n)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < l->len; i++)
+        count += strcmp(l->items[i].name, name) == 0;
+    const char **out = arena_alloc_or_die(rq, (count + 1) * sizeof *out);
+    size_t o = 0;
+    for (size_t i = 0; i < l->len; i++)
+        if (strcmp(l->items[i].name, name) == 0)
+            out[o++] = l->items[i].value;
+    out[o] = NULL;
+    if (n)
+        *n = count;
+    return out;
+}
+
+static bool field_at(const cf_kv_list *l, size_t i, const char **name, const char **value)
+{
+    if (i >= l->len)
+        return false;
+    *name = l->items[i].name;
+    *value = l->items[i].value;
+    return true;
+}
+
+const char *cf_arg(cf_req *rq, const char *name) { return cf_kv_get(args_of(rq), name, false); }
+
+const char **cf_arg_list(cf_req *rq, const char *name, size_t *n)
+{
+    return values_of(rq, args_of(rq), name, n);
+}
+
+bool cf_arg_at(cf_req *rq, size_t i, const char **name, const char **value)
+{
+    return field_at(args_of(rq), i, name, value);
 }
 
 const char *cf_header(cf_req *rq, const char *name)
@@ -280,7 +319,7 @@ static bool content_type_is(cf_req *rq, const char *type, bool json_suffix)
     return json_suffix && n >= 5 && strncasecmp(ct + n - 5, "+json", 5) == 0;
 }
 
-const char *cf_form(cf_req *rq, const char *name)
+static const cf_kv_list *form_of(cf_req *rq)
 {
     if (!rq->form_parsed) {
         rq->form_parsed = true;
@@ -290,7 +329,19 @@ const char *cf_form(cf_req *rq, const char *name)
             cf_parse_urlencoded(rq, body, len, &rq->form);
         }
     }
-    return cf_kv_get(&rq->form, name, false);
+    return &rq->form;
+}
+
+const char *cf_form(cf_req *rq, const char *name) { return cf_kv_get(form_of(rq), name, false); }
+
+const char **cf_form_list(cf_req *rq, const char *name, size_t *n)
+{
+    return values_of(rq, form_of(rq), name, n);
+}
+
+bool cf_form_at(cf_req *rq, size_t i, const char **name, const char **value)
+{
+    return field_at(form_of(rq), i, name, value);
 }
 
 long cf_body_read(cf_req *rq, void *buf, size_t cap)

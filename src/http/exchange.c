@@ -55,7 +55,7 @@ int cf_exchange_set_head(cf_exchange *x, const cf_http_head *h, const char *raw,
 #undef REBASE
 
     char *path = must_strndup(x->arena, h->path, h->path_len);
-    long n = cf_url_decode(path, h->path_len, false);
+    long n = cf_url_decode(path, h->path_len, CF_URL_STRICT);
     if (n < 0) {
         *reason = "invalid percent-encoding in the path";
         return 400;
@@ -148,20 +148,21 @@ static int hexval(int c)
     return -1;
 }
 
-long cf_url_decode(char *s, size_t len, bool plus)
+long cf_url_decode(char *s, size_t len, int mode)
 {
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
         if (c == '%') {
-            if (i + 2 >= len)
+            int h = i + 2 < len ? hexval((unsigned char)s[i + 1]) : -1;
+            int l = h >= 0 ? hexval((unsigned char)s[i + 2]) : -1;
+            if (l >= 0) {
+                c = (char)(h * 16 + l);
+                i += 2;
+            } else if (mode != CF_URL_FORM) {
                 return -1;
-            int h = hexval((unsigned char)s[i + 1]), l = hexval((unsigned char)s[i + 2]);
-            if (h < 0 || l < 0)
-                return -1;
-            c = (char)(h * 16 + l);
-            i += 2;
-        } else if (plus && c == '+') {
+            }
+        } else if (mode == CF_URL_FORM && c == '+') {
             c = ' ';
         }
         s[o++] = c;

@@ -137,8 +137,12 @@ void cf_kv_push(cf_arena *a, cf_kv_list *l, char *name, char *value);
 /* Replace every entry of that name (case-insensitive) by one. */
 void cf_kv_set(cf_arena *a, cf_kv_list *l, char *name, char *value);
 const char *cf_kv_get(const cf_kv_list *l, const char *name, bool nocase);
-/* Decode %XX and (if plus) '+' in place; returns the new length or -1. */
-long cf_url_decode(char *s, size_t len, bool plus);
+/* Decode %XX in place; returns the new length, or -1 on a malformed escape.
+ * CF_URL_FORM decodes as HTML forms and query strings are (Werkzeug's
+ * rules): '+' is a space, and a malformed escape ("%ZZ", a '%' near the
+ * end) stays as it is, never an error. Paths are decoded strictly. */
+enum { CF_URL_STRICT = 0, CF_URL_FORM = 1 };
+long cf_url_decode(char *s, size_t len, int mode);
 const char *cf_reason_phrase(int status);
 /* A response with this status carries a body (not 1xx, 204 or 304). */
 static inline bool cf_status_has_body(int status)

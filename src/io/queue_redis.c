@@ -79,7 +79,7 @@ static char *userinfo_part(const char *s, size_t len)
         abort();
     memcpy(out, s, len);
     out[len] = 0;
-    if (cf_url_decode(out, len, false) < 0) {
+    if (cf_url_decode(out, len, CF_URL_STRICT) < 0) {
         free(out);
         return NULL;
     }

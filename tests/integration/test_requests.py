@@ -4,6 +4,8 @@ client: JSON, forms, cookies in a Session, redirects, 404/405/OPTIONS, a
 failing handler, query decoding, unicode paths, a 1 MiB body, and 50
 concurrent sleeping requests overlapping on one worker.
 """
+import http.client
+import json
 import os
 import sys
 import threading
@@ -126,6 +128,48 @@ def t_query_args_percent_decoded():
     eq(r.json(), {"q": "a b&c=d", "plus": "1+1", "u": "日本", "e": ""}, "args")
     r = requests.get(url("/args?x=%41%42+c&x=second&flag"), timeout=T)
     eq(r.json(), {"x": "AB c", "flag": ""}, "raw query (first value wins)")
+
+
+# Query strings and form bodies whose decoding Werkzeug defines: malformed
+# escapes kept literally, '+' as a space, repeated and empty fields.
+FIELD_CASES = ["url=%ZZ", "a=%", "a=%4", "a=%41%", "a=x%2", "a=%zz%41", "%ZZ=1",
+               "a=%u0041", "tag=a&tag=b&tag=c", "k=&k=2", "a=1+2&b=%2B", "a=b=c",
+               "=x", "k", "&&a=1&", "a=1&=&b", "+=+", "a;b=c", "x=%E6%97%A5%e6%9c%ac",
+               "t=a&u=b&t=c"]
+
+
+def werkzeug_fields(raw):
+    from werkzeug.datastructures import MultiDict
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+    req = Request(EnvironBuilder(query_string=raw).get_environ())
+    md = req.args
+    assert isinstance(md, MultiDict)
+    items = [list(kv) for kv in md.items(multi=True)]
+    return {"items": items, "lists": {k: md.getlist(k) for k, _ in items}}
+
+
+def grouped(fields):
+    """Our fields come in wire order; a MultiDict lists a name's values
+    together, at the name's first place."""
+    first = {}
+    for i, (k, _) in enumerate(fields["items"]):
+        first.setdefault(k, i)
+    return {"items": sorted(fields["items"], key=lambda kv: first[kv[0]]), "lists": fields["lists"]}
+
+
+def t_fields_decoded_as_werkzeug_does():
+    for raw in FIELD_CASES:
+        want = werkzeug_fields(raw)
+        # http.client sends the target as written (requests would re-quote it).
+        c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=T)
+        c.request("GET", "/fields?" + raw)
+        r = c.getresponse()
+        eq((r.status, grouped(json.loads(r.read()))), (200, want), f"query {raw!r}")
+        c.close()
+        r = requests.post(url("/fields"), data=raw.encode(), timeout=T,
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+        eq((r.status_code, grouped(r.json())), (200, want), f"form body {raw!r}")
 
 
 def t_unicode_in_path():

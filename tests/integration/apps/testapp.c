@@ -23,6 +23,8 @@
  *   GET  /boom                  returns without answering: 500
  *   GET  /big?n=BYTES           n bytes (default 1 MiB) of a fixed pattern:
  *                               byte i = (i * 31 + (i >> 10)) & 0xff
+ *   GET|POST /fields            every query (GET) or form (POST) field in
+ *                               order and every value of each name
  *   POST /small-body            route body limit 1024; 200 "got N"
  *   GET  /pid                   the worker's process id (which worker answered)
  *   GET  /segfault              writes through a wild pointer (SIGSEGV): the
@@ -134,6 +136,25 @@ static void args(cf_req *rq)
 {
     const char *q = cf_query_string(rq);
     cf_json_value(rq, 200, fields_object(rq, q, strlen(q), cf_arg));
+}
+
+/* Every query field (GET) or form field (POST) in order, as [name, value]
+ * pairs, and for each name all its values: {"items": [...], "lists": {}}. */
+static void fields(cf_req *rq)
+{
+    bool get = strcmp(cf_method(rq), "GET") == 0;
+    json_t *items = json_array(), *lists = json_object();
+    const char *name, *value;
+    for (size_t i = 0; get ? cf_arg_at(rq, i, &name, &value) : cf_form_at(rq, i, &name, &value); i++) {
+        json_array_append_new(items, json_pack("[s,s]", name, value));
+        size_t n;
+        const char **all = get ? cf_arg_list(rq, name, &n) : cf_form_list(rq, name, &n);
+        json_t *vals = json_array();
+        for (size_t j = 0; j < n; j++)
+            json_array_append_new(vals, json_string(all[j]));
+        json_object_set_new(lists, name, vals);
+    }
+    cf_json_value(rq, 200, json_pack("{s:o,s:o}", "items", items, "lists", lists));
 }
 
 static void cookie_set(cf_req *rq)
@@ -363,6 +384,8 @@ int main(int argc, char **argv)
     cf_route(app, "POST", "/json", json_echo);
     cf_route(app, "POST", "/form", form);
     cf_route(app, "GET", "/args", args);
+    cf_route(app, "GET", "/fields", fields);
+    cf_route(app, "POST", "/fields", fields);
     cf_route(app, "GET", "/cookie/set", cookie_set);
     cf_route(app, "GET", "/cookie/get", cookie_get);
     cf_route(app, "GET", "/headers", headers);
