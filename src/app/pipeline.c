@@ -1,6 +1,7 @@
 /*
  * pipeline.c — one request's way through the app, run in its main task:
  *
+ *   (a request the protocol refused goes straight to its error handler)
  *   before_request hooks (app first, then groups inward)
  *   → routing outcome (404, 405, 308, automatic OPTIONS) or
  *     middleware chain → handler (on the loop, or on the thread pool)
@@ -136,6 +137,12 @@ static int pipeline_main(void *ctx, void *arg)
     cf_group *path[MAX_DEPTH];
     size_t depth = group_path(rq->route ? rq->route->group : &rq->app->root, path);
 
+    /* Refused by the protocol (a body over the limit, a path it will not
+     * route): no hook or handler runs, the error handlers answer. */
+    if (rq->x.refused) {
+        rq->errmsg = rq->x.refused_reason;
+        cf_abort(rq, rq->x.refused);
+    }
     for (size_t i = 0; i < depth && !cf_responded(rq); i++)
         for (size_t k = 0; k < path[i]->before.len && !cf_responded(rq); k++)
             path[i]->before.fn[k](rq);

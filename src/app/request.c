@@ -184,6 +184,12 @@ void cf_req_route(cf_req *rq)
     memcpy(label + mlen + 1, rq->x.path, plen + 1);
     rq->label = label;
 
+    if (rq->x.refused) { /* a path refused by the protocol is never matched */
+        rq->route = NULL;
+        rq->rule = NULL;
+        rq->route_status = rq->x.refused;
+        return;
+    }
     int m = cf_router_match(rq->app->router, rq->x.path, strlen(rq->x.path), &rq->match);
     rq->route = NULL;
     rq->rule = NULL;

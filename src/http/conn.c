@@ -357,6 +357,22 @@ static void dispatch(cf_conn *c)
     c->srv->host->dispatch(c->x);
 }
 
+/* The app answers a refused exchange (cf_exchange_refuse) without its body;
+ * what the client still sends is discarded by the lingering close after. */
+static void dispatch_refused(cf_conn *c)
+{
+    cf_exchange *x = c->x;
+    x->body = cf_arena_alloc(x->arena, 1);
+    if (!x->body) {
+        h1_error_response(c, 503, "out of memory");
+        return;
+    }
+    x->body[0] = 0;
+    x->body_len = 0;
+    x->body_streamed = false;
+    dispatch(c);
+}
+
 void h1_consume(cf_conn *c, size_t n)
 {
     c->pos += n;
@@ -374,22 +390,18 @@ static void begin_exchange(cf_conn *c, const cf_http_head *h, size_t head_len)
         return;
     }
     x->peer = c->peer;
-    const char *reason = NULL;
-    int status = cf_exchange_set_head(x, h, c->buf + c->pos, head_len, &reason);
+    cf_exchange_set_head(x, h, c->buf + c->pos, head_len);
     h1_consume(c, head_len);
-    if (status) {
-        s->host->exchange_free(x);
-        h1_error_response(c, status, reason);
-        return;
-    }
     c->x = x;
     c->max_body = s->host->route(x);
     c->body_got = 0;
     c->body_error = 0;
     c->body_mode = BODY_NONE;
     c->continue_pending = false;
-    if (h->content_length > 0 && (uint64_t)h->content_length > c->max_body) {
-        h1_error_response(c, 413, "the request body is larger than the limit");
+    if (h->content_length > 0 && (uint64_t)h->content_length > c->max_body)
+        cf_exchange_refuse(x, 413, "the request body is larger than the limit");
+    if (x->refused) {
+        dispatch_refused(c);
         return;
     }
     bool has_body = h->chunked || h->content_length > 0;
@@ -454,7 +466,8 @@ static void chunked_step(cf_conn *c)
     cf_exchange *x = c->x;
     if (out) {
         if (c->body_got + out > c->max_body) {
-            h1_error_response(c, 413, "the request body is larger than the limit");
+            cf_exchange_refuse(x, 413, "the request body is larger than the limit");
+            dispatch_refused(c);
             return;
         }
         if (c->body_got + out + 1 > c->body_cap) {

@@ -29,8 +29,15 @@ static char *must_strndup(cf_arena *a, const char *s, size_t n)
     return p;
 }
 
-int cf_exchange_set_head(cf_exchange *x, const cf_http_head *h, const char *raw, size_t raw_len,
-                         const char **reason)
+/* A path refused here still reaches the app (its 400 handler), with the
+ * path as sent, and is never routed. */
+static void refuse_path(cf_exchange *x, const cf_http_head *h, const char *why)
+{
+    x->path = must_strndup(x->arena, h->path, h->path_len);
+    cf_exchange_refuse(x, 400, why);
+}
+
+void cf_exchange_set_head(cf_exchange *x, const cf_http_head *h, const char *raw, size_t raw_len)
 {
     char *copy = must_alloc(x->arena, raw_len + 1);
     memcpy(copy, raw, raw_len);
@@ -57,12 +64,12 @@ int cf_exchange_set_head(cf_exchange *x, const cf_http_head *h, const char *raw,
     char *path = must_strndup(x->arena, h->path, h->path_len);
     long n = cf_url_decode(path, h->path_len, CF_URL_STRICT);
     if (n < 0) {
-        *reason = "invalid percent-encoding in the path";
-        return 400;
+        refuse_path(x, h, "invalid percent-encoding in the path");
+        return;
     }
     if (memchr(path, 0, (size_t)n)) {
-        *reason = "NUL byte in the path";
-        return 400;
+        refuse_path(x, h, "NUL byte in the path");
+        return;
     }
     /* After decoding, a "." or ".." segment could climb out of the route
      * the client appears to address (/static/%2e%2e/secret); browsers never
@@ -71,13 +78,21 @@ int cf_exchange_set_head(cf_exchange *x, const cf_http_head *h, const char *raw,
         char *slash = strchr(seg + 1, '/');
         size_t len = slash ? (size_t)(slash - seg - 1) : strlen(seg + 1);
         if (seg[0] == '/' && ((len == 1 && seg[1] == '.') || (len == 2 && seg[1] == '.' && seg[2] == '.'))) {
-            *reason = "dot segments are not allowed in the path";
-            return 400;
+            refuse_path(x, h, "dot segments are not allowed in the path");
+            return;
         }
         seg = slash;
     }
     x->path = path;
-    return 0;
+}
+
+void cf_exchange_refuse(cf_exchange *x, int status, const char *reason)
+{
+    if (x->refused)
+        return;
+    x->refused = status;
+    x->refused_reason = reason;
+    x->keep_alive = false;
 }
 
 const char *cf_exchange_header(const cf_exchange *x, const char *name)

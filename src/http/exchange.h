@@ -88,6 +88,14 @@ struct cf_exchange {
     size_t nfields;
     const char *peer;  /* the client's address, for logs */
     uint64_t start_ns;
+    /* The protocol refuses the request, though its head is well-formed
+     * enough to route: a body over the limit (413), a path it will not
+     * decode or route (400). The app answers with this status through its
+     * error handlers instead of running the route; the body is not read
+     * and the connection closes after the answer. Raw framing errors
+     * (400, 414, 431 from the parser) never become exchanges. */
+    int refused;
+    const char *refused_reason;
 
     /* The request body: whole in body/body_len before dispatch, or, when
      * body_streamed (set by the app at routing), read through
@@ -121,13 +129,14 @@ struct cf_exchange {
 };
 
 /* Copy the parsed head (pointers into `raw`) into the exchange's arena and
- * percent-decode the path. Returns 0, or 400 with *reason: bad escapes, a
- * NUL byte, or a "." / ".." segment after decoding (which could climb out
- * of the route the client appears to address). */
-int cf_exchange_set_head(cf_exchange *x, const cf_http_head *h, const char *raw, size_t raw_len,
-                         const char **reason);
+ * percent-decode the path. A path with bad escapes, a NUL byte, or a "." /
+ * ".." segment after decoding (which could climb out of the route the
+ * client appears to address) refuses the exchange with 400. */
+void cf_exchange_set_head(cf_exchange *x, const cf_http_head *h, const char *raw, size_t raw_len);
 /* A request header's value (case-insensitive name), or NULL. */
 const char *cf_exchange_header(const cf_exchange *x, const char *name);
+/* Mark x refused (see `refused`): the first refusal stands. */
+void cf_exchange_refuse(cf_exchange *x, int status, const char *reason);
 /* X-Request-Id: the client's (or proxy's) when it is a sane token, else a
  * new one made from *seed; set on the response too. */
 const char *cf_exchange_request_id(cf_exchange *x, uint64_t *seed);

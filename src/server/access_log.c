@@ -36,22 +36,29 @@ void cf_access_log_exchange(cf_worker *w, cf_exchange *x)
     char line[2048];
     double ms = (double)(cf_now_ns() - x->start_ns) / 1e6;
     const char *id = x->request_id ? x->request_id : "-";
+    /* Why the server refused it (a body over the limit, a dot segment). */
+    const char *why = x->refused ? x->refused_reason : NULL;
     int n;
     if (w->log_json) {
-        char target[1024], ua[256];
+        char target[1024], ua[256], err[256] = "";
         json_escape(target, sizeof target, x->target);
         const char *agent = cf_exchange_header(x, "User-Agent");
         json_escape(ua, sizeof ua, agent ? agent : "");
+        if (why) {
+            memcpy(err, ",\"error\":\"", 10);
+            size_t e = 10 + json_escape(err + 10, sizeof err - 12, why);
+            memcpy(err + e, "\"", 2);
+        }
         n = snprintf(line, sizeof line,
                      "{\"time\":\"%s\",\"remote\":\"%s\",\"request_id\":\"%s\",\"method\":\"%s\","
                      "\"target\":\"%s\",\"protocol\":\"HTTP/1.%d\",\"status\":%d,\"bytes\":%zu,"
-                     "\"duration_ms\":%.3f,\"route\":\"%s\",\"user_agent\":\"%s\"}\n",
+                     "\"duration_ms\":%.3f,\"route\":\"%s\",\"user_agent\":\"%s\"%s}\n",
                      w->log_date, x->peer, id, x->method, target, x->minor, status, x->bytes_sent,
-                     ms, rq->route ? rq->route->name : "", ua);
+                     ms, rq->route ? rq->route->name : "", ua, err);
     } else {
-        n = snprintf(line, sizeof line, "%s - - [%s] \"%s %.900s HTTP/1.%d\" %d %zu %.3fms %s\n",
+        n = snprintf(line, sizeof line, "%s - - [%s] \"%s %.900s HTTP/1.%d\" %d %zu %.3fms %s%s%.200s%s\n",
                      x->peer, w->log_date, x->method, x->target, x->minor, status,
-                     x->bytes_sent, ms, id);
+                     x->bytes_sent, ms, id, why ? " (" : "", why ? why : "", why ? ")" : "");
     }
     if (n < 0)
         return;

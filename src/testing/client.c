@@ -215,6 +215,8 @@ static void capture(cf_exchange *x)
                  (unsigned long long)(x->stream ? x->stream_len : x->resp_len));
         add_header(r, "Content-Length", num);
     }
+    if (x->refused) /* its body unread: a server closes the connection */
+        add_header(r, "Connection", "close");
     size_t len = x->is_head ? 0 : x->resp_len;
     free(r->body);
     r->body = xstrndup(x->resp_body ? x->resp_body : "", len);
@@ -346,8 +348,8 @@ static cf_test_response *new_response(cf_test_client *tc)
     return r;
 }
 
-/* An answer of the client's own side (the server's parse errors, limits):
- * the exchange never reaches the app. */
+/* An answer of the client's own side (the server's parse errors): the
+ * exchange never reaches the app. */
 static void refuse(cf_test_response *r, int status, const char *reason)
 {
     r->status = status;
@@ -365,6 +367,19 @@ static void dispatch(cf_test_response *r)
 {
     r->dispatched = true;
     cf_req_dispatch(r->rq); /* may finish at once */
+}
+
+/* As a server does (src/http/conn.c): the app answers without the body. */
+static void dispatch_refused(cf_test_response *r)
+{
+    cf_req *rq = r->rq;
+    rq->x.body = cf_alloc(rq, 1);
+    rq->x.body[0] = 0;
+    rq->x.body_len = 0;
+    rq->x.body_streamed = false;
+    r->uploading = false;
+    r->upload.len = 0;
+    dispatch(r);
 }
 
 /* Write the request out as it would arrive on a socket, parse it, route
@@ -411,22 +426,18 @@ static cf_test_response *start(cf_test_client *tc, const char *method, const cha
     if (!rq)
         abort();
     rq->x.peer = "test";
-    status = cf_exchange_set_head(&rq->x, &head, raw, (size_t)used, &reason);
+    cf_exchange_set_head(&rq->x, &head, raw, (size_t)used);
     free(raw);
-    if (status) {
-        cf_req_free(rq);
-        refuse(r, status, reason);
-        return r;
-    }
     cf_req_route(rq);
-    if (len > cf_req_max_body(rq)) {
-        cf_req_free(rq);
-        refuse(r, 413, "the request body is larger than the limit");
-        return r;
-    }
+    if (len > cf_req_max_body(rq))
+        cf_exchange_refuse(&rq->x, 413, "the request body is larger than the limit");
     r->rq = rq;
     r->next_open = tc->open;
     tc->open = r;
+    if (rq->x.refused) {
+        dispatch_refused(r);
+        return r;
+    }
     r->uploading = later;
     if (rq->x.body_streamed || later) {
         tbuf_put(&r->upload, body ? body : "", len);
@@ -508,18 +519,16 @@ int cf_test_send_body(cf_test_response *r, const void *data, size_t len)
         if (r->uploading)
             return 0; /* a route that takes its body whole gets it at the end */
         if (r->upload_total > cf_req_max_body(rq)) {
-            cf_req_free(rq);
-            r->rq = NULL;
-            unlink_open(r);
-            refuse(r, 413, "the request body is larger than the limit");
-            return 0;
+            cf_exchange_refuse(&rq->x, 413, "the request body is larger than the limit");
+            dispatch_refused(r);
+        } else {
+            rq->x.body = cf_alloc(rq, r->upload.len + 1);
+            memcpy(rq->x.body, r->upload.data ? r->upload.data : "", r->upload.len);
+            rq->x.body[r->upload.len] = 0;
+            rq->x.body_len = r->upload.len;
+            r->upload.len = 0;
+            dispatch(r);
         }
-        rq->x.body = cf_alloc(rq, r->upload.len + 1);
-        memcpy(rq->x.body, r->upload.data ? r->upload.data : "", r->upload.len);
-        rq->x.body[r->upload.len] = 0;
-        rq->x.body_len = r->upload.len;
-        r->upload.len = 0;
-        dispatch(r);
     } else if (r->body_waiter) {
         cf_waitable *w = r->body_waiter;
         r->body_waiter = NULL;

@@ -10,6 +10,7 @@ finally that the worker survived all of it.
 Three testapp servers: one with default limits, one with short timeouts
 (header 500 ms, body 500 ms, keep-alive 300 ms), one with max 5 connections.
 """
+import json
 import os
 import socket
 import struct
@@ -25,6 +26,7 @@ from harness import Conn, check, eq, request_bytes  # noqa: E402
 main = None      # default limits
 timeouts = None  # short timeouts
 limited = None   # CF_TEST_MAX_CONNECTIONS=5
+json_errors = None  # CF_TEST_JSON_ERRORS=1: the app's error handlers answer in JSON
 
 
 def get(conn, path, **kw):
@@ -627,10 +629,81 @@ def t_connection_limit():
     eq(H.http(limited.port, "GET", "/hello").status, 200, "after the held connections closed")
 
 
+# ---- the app's error handlers see the server's refusals ------------------------
+
+def expect_json_error(raw, status, reason, what):
+    """A refusal the app can route (a body over the limit, a refused path,
+    405) comes from its error handler, and still closes when the body is
+    left unread."""
+    c = Conn(json_errors.port)
+    c.send(raw)
+    _, r = c.read_final(timeout=5)
+    eq(r.status, status, f"status for {what}")
+    eq(r.header("Content-Type", "").split(";")[0], "application/json", f"Content-Type for {what}")
+    body = json.loads(r.body)
+    eq(body["status"], status, f"status in the body for {what}")
+    check(reason in body["error"], f"{what}: error {body['error']!r} lacks {reason!r}")
+    return c, r  # the caller closes c
+
+
+def t_error_handler_sees_413_by_content_length():
+    c, r = expect_json_error(request_bytes("POST", "/small-body", {"Content-Length": "5000"}), 413,
+                             "larger than the limit", "Content-Length over the route limit")
+    with c:
+        check(r.closes, "413 without Connection: close")
+        closed, _ = c.wait_closed(3)
+        check(closed, "connection not closed after the 413")
+
+
+def t_error_handler_sees_413_with_expect_continue():
+    raw = request_bytes("POST", "/small-body", {"Content-Length": "5000", "Expect": "100-continue"})
+    c, _ = expect_json_error(raw, 413, "larger than the limit", "Expect: 100-continue over the limit")
+    c.close()
+
+
+def t_error_handler_sees_413_of_chunked_body():
+    chunk = b"200\r\n" + b"z" * 0x200 + b"\r\n"
+    raw = request_bytes("POST", "/small-body", {"Transfer-Encoding": "chunked"}) + chunk * 3
+    c, r = expect_json_error(raw, 413, "larger than the limit", "a chunked body over the limit")
+    with c:
+        check(r.closes, "413 without Connection: close")
+
+
+def t_error_handler_sees_refused_paths():
+    for target, reason in ((b"/a/%2e%2e/secret", "dot segments"), (b"/files/%zz", "percent-encoding"),
+                           (b"/hello%00", "NUL byte")):
+        c, r = expect_json_error(b"GET " + target + b" HTTP/1.1\r\nHost: t\r\n\r\n", 400, reason,
+                                 target.decode())
+        with c:
+            check(b"SECRET" not in r.body, f"{target!r} was routed")
+
+
+def t_error_handler_sees_404_and_405():
+    with Conn(json_errors.port) as c:
+        r = get(c, "/no/such/page")
+        eq((r.status, json.loads(r.body)["status"]), (404, 404), "404 from the handler")
+        c.send(request_bytes("DELETE", "/hello"))
+        r = c.read_final()[1]
+        eq((r.status, json.loads(r.body)["status"]), (405, 405), "405 from the handler")
+        check("GET" in r.header("Allow", ""), f"405 without Allow: {r.headers}")
+        r = get(c, "/hello")
+        eq((r.status, r.body), (200, b"Hello, World!"), "the connection goes on after 404 and 405")
+
+
+def t_raw_parser_errors_stay_plain():
+    """Errors from before the head could be parsed are the server's own."""
+    cases = ((b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
+             (b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431),
+             (b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400))
+    for raw, status in cases:
+        r = expect_error_and_close(raw, status, port=json_errors.port, what=f"raw {status}")
+        eq(r.header("Content-Type", "").split(";")[0], "text/plain", f"Content-Type of the raw {status}")
+
+
 # ---- the end --------------------------------------------------------------------
 
 def t_server_survived():
-    for s in (main, timeouts, limited):
+    for s in (main, timeouts, limited, json_errors):
         check(s.alive(), f"{s.name} died: {s.stderr()[-2000:]}")
     r = H.http(main.port, "GET", "/hello")
     eq((r.status, r.body), (200, b"Hello, World!"), "GET /hello after all probes")
@@ -639,7 +712,7 @@ def t_server_survived():
 
 
 def main_():
-    global main, timeouts, limited
+    global main, timeouts, limited, json_errors
     H.watchdog(110)
     app = H.app_path("testapp")
     main = H.Server(app, name="raw-main")
@@ -647,7 +720,8 @@ def main_():
                         env={"CF_TEST_HEADER_TIMEOUT_MS": 500, "CF_TEST_BODY_TIMEOUT_MS": 500,
                              "CF_TEST_KEEPALIVE_MS": 300})
     limited = H.Server(app, name="raw-limited", env={"CF_TEST_MAX_CONNECTIONS": 5})
-    servers = [main, timeouts, limited]
+    json_errors = H.Server(app, name="raw-json-errors", env={"CF_TEST_JSON_ERRORS": 1})
+    servers = [main, timeouts, limited, json_errors]
     failures, errors = [], []
     try:
         for s in servers:

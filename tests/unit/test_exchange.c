@@ -309,6 +309,67 @@ static void test_forms(cf_test_client *tc)
     }
 }
 
+/* ---- refusals the app answers ---------------------------------------------- */
+
+static int befores, handled;
+static void count_before(cf_req *rq) { befores++; }
+static void small(cf_req *rq)
+{
+    handled++;
+    cf_text(rq, 200, "handled");
+}
+static void json_error(cf_req *rq)
+{
+    cf_json(rq, cf_req_status(rq), "{s:i,s:s}", "status", cf_req_status(rq), "error", cf_errmsg(rq));
+}
+
+/* A body over the limit and a refused path reach the app's error handlers
+ * (as over a socket), without its hooks or the route's handler. */
+static void test_refusals(void)
+{
+    cf_app *app = cf_app_new();
+    cf_route_set_max_body(cf_route(app, "POST", "/small", small), 100);
+    cf_route(app, "GET", "/a/<path:p>", small);
+    cf_before_request(app, count_before);
+    cf_teardown_request(app, count_teardown);
+    cf_errorhandler(app, 413, json_error);
+    cf_errorhandler(app, 400, json_error);
+    cf_test_client *tc = cf_test_client_new(app);
+    static const char *const chunked[] = {"Transfer-Encoding: chunked", NULL};
+    char body[500];
+    memset(body, 'b', sizeof body);
+    befores = handled = teardowns = 0;
+
+    cf_test_response *r = cf_test_request(tc, "POST", "/small", NULL, body, sizeof body);
+    CHECK_INT(cf_test_status(r), 413);
+    CHECK_INT(json_integer_value(json_object_get(cf_test_json(r), "status")), 413);
+    CHECK_STR(json_string_value(json_object_get(cf_test_json(r), "error")),
+              "the request body is larger than the limit");
+    CHECK_STR(cf_test_header(r, "Connection"), "close");
+
+    r = cf_test_open(tc, "POST", "/small", chunked, NULL, 0);
+    CHECK_INT(cf_test_send_body(r, body, 60), 0);
+    CHECK_INT(cf_test_send_body(r, body, 60), 0);
+    CHECK_INT(cf_test_send_body(r, NULL, 0), 0);
+    CHECK_INT(cf_test_status(r), 413);
+    CHECK_INT(json_integer_value(json_object_get(cf_test_json(r), "status")), 413);
+
+    r = cf_test_get(tc, "/a/%2e%2e/secret");
+    CHECK_INT(cf_test_status(r), 400);
+    CHECK_STR(json_string_value(json_object_get(cf_test_json(r), "error")),
+              "dot segments are not allowed in the path");
+    CHECK_INT(befores, 0);
+    CHECK_INT(handled, 0);
+    CHECK_INT(teardowns, 3);
+
+    /* Within the limit, all of it runs. */
+    r = cf_test_request(tc, "POST", "/small", NULL, body, 100);
+    CHECK_STR(cf_test_body(r, NULL), "handled");
+    CHECK_INT(befores, 1);
+    cf_test_client_free(tc);
+    cf_app_free(app);
+}
+
 int main(void)
 {
     cf_app *app = cf_app_new();
@@ -336,5 +397,6 @@ int main(void)
 
     cf_test_client_free(tc);
     cf_app_free(app);
+    test_refusals(); /* its own app: one test client per thread at a time */
     return CHECK_DONE();
 }

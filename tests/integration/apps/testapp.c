@@ -37,6 +37,9 @@
  *                               nginx test: events pass the proxy at once)
  *   GET  /ws                    WebSocket echo (the nginx test: upgrades pass)
  *
+ * With CF_TEST_JSON_ERRORS set, 400, 404, 405 and 413 are answered by an
+ * error handler as JSON {"status", "error"}.
+ *
  * Limits come from the environment so one binary serves every test:
  * CF_TEST_HEADER_TIMEOUT_MS, CF_TEST_BODY_TIMEOUT_MS, CF_TEST_KEEPALIVE_MS,
  * CF_TEST_MAX_CONNECTIONS, CF_TEST_MAX_BODY. Counters are plain globals:
@@ -363,12 +366,25 @@ static void upload(cf_req *rq)
             (json_int_t)largest);
 }
 
+/* CF_TEST_JSON_ERRORS=1: a JSON API's error pages, for every refusal the
+ * app can see (the server's own 413 and path refusals included). */
+static void json_error(cf_req *rq)
+{
+    int status = cf_req_status(rq);
+    cf_json(rq, status, "{s:i,s:s}", "status", status, "error", cf_errmsg(rq) ? cf_errmsg(rq) : "");
+}
+
 /* POST /upload/early: answers before reading the body. */
 static void upload_early(cf_req *rq) { cf_text(rq, 200, "not reading that"); }
 
 int main(int argc, char **argv)
 {
     cf_app *app = cf_app_new();
+    if (getenv("CF_TEST_JSON_ERRORS")) {
+        static const int statuses[] = {400, 404, 405, 413};
+        for (size_t i = 0; i < sizeof statuses / sizeof *statuses; i++)
+            cf_errorhandler(app, statuses[i], json_error);
+    }
     opt_from_env(app, "CF_TEST_HEADER_TIMEOUT_MS", CF_OPT_HEADER_TIMEOUT);
     opt_from_env(app, "CF_TEST_BODY_TIMEOUT_MS", CF_OPT_BODY_TIMEOUT);
     opt_from_env(app, "CF_TEST_KEEPALIVE_MS", CF_OPT_KEEPALIVE_TIMEOUT);
