@@ -185,9 +185,25 @@ typedef enum cf_option {
     CF_OPT_SEND_TIMEOUT,       /* a streaming response waits this long for a
                                 * client that takes nothing, default 30 s;
                                 * 0: no limit */
+    /* multipart/form-data bodies (413 past a limit; 0: no limit) */
+    CF_OPT_UPLOAD_MEMORY,      /* a file up to this stays in memory, default
+                                * 512 KiB; larger ones go to a temporary file */
+    CF_OPT_MAX_PARTS,          /* parts of one body, default 1000 */
+    CF_OPT_MAX_FIELD_SIZE,     /* one plain field, default 512 KiB */
+    CF_OPT_MAX_FILE_SIZE,      /* one file, default 0: the body's limit */
+    CF_OPT_MAX_PART_HEADER,    /* one part's header block, default 8 KiB */
 } cf_option;
 int cf_app_set(cf_app *app, cf_option option, int64_t value);
 int64_t cf_app_get(const cf_app *app, cf_option option);
+/* Per route: CF_OPT_MAX_BODY and the multipart limits above override the
+ * app's for that route (other options: CF_EINVAL). cf_route_get gives the
+ * route's own value, or -1 when it has none. */
+int cf_route_set(cf_route *route, cf_option option, int64_t value);
+int64_t cf_route_get(const cf_route *route, cf_option option);
+/* Where uploads larger than CF_OPT_UPLOAD_MEMORY are spooled (copied);
+ * default $TMPDIR, else /tmp. Put it on the filesystem of the files'
+ * destination so cf_file_save renames instead of copying. */
+void cf_app_set_upload_dir(cf_app *app, const char *dir);
 
 /* Run the app as a prefork server: a master process that keeps the worker
  * processes alive (restarting any that die), drains them on SIGTERM/SIGINT,
@@ -212,7 +228,7 @@ const char *cf_query_string(cf_req *rq);  /* raw, without '?'; "" if none */
 const char *cf_arg(cf_req *rq, const char *name);    /* first query value */
 const char *cf_header(cf_req *rq, const char *name); /* case-insensitive */
 const char *cf_cookie(cf_req *rq, const char *name);
-const char *cf_form(cf_req *rq, const char *name);   /* urlencoded body */
+const char *cf_form(cf_req *rq, const char *name);   /* urlencoded or multipart body */
 /* Query and form fields decode as Werkzeug's do: '+' is a space, an escape
  * that is not %XX ("%ZZ") stays as written; bytes are passed on as decoded
  * (not checked for UTF-8). A repeated field (tag=a&tag=b) gives the first
@@ -223,6 +239,58 @@ const char **cf_arg_list(cf_req *rq, const char *name, size_t *n);
 const char **cf_form_list(cf_req *rq, const char *name, size_t *n);
 bool cf_arg_at(cf_req *rq, size_t i, const char **name, const char **value);
 bool cf_form_at(cf_req *rq, size_t i, const char **name, const char **value);
+/* Uploads (multipart/form-data, RFC 7578), parsed as the body arrives: a
+ * route that takes multipart bodies streams them (unless it is threaded),
+ * so its limit (cf_route_set_max_body) may be large. A plain field goes to
+ * cf_form / cf_form_list like an urlencoded one; a file (a part with a
+ * filename) becomes a cf_file. Everything belongs to the request; its
+ * temporary files are deleted when it ends (failed, cancelled or crashed
+ * too) unless cf_file_save moved them. */
+typedef struct cf_file {
+    const char *field;        /* the form field's name */
+    const char *filename;     /* as the client sent it: not a safe path, see
+                               * cf_secure_filename; may be "" */
+    const char *content_type; /* the part's; application/octet-stream if none */
+    uint64_t size;
+    const char *data;         /* the bytes (NUL-terminated) when in memory */
+    const char *path;         /* else the temporary file holding them */
+} cf_file;
+/* Read and parse the form body now (urlencoded or multipart), suspending
+ * while it arrives; cf_form and the cf_file calls do it on first use.
+ * Returns 0, CF_EINVAL (malformed: no boundary, a part without a name, a
+ * truncated body: answer 400), CF_ETOOBIG (a limit: 413), CF_ETIMEDOUT,
+ * CF_ECANCELED, CF_EFAIL (a temporary file could not be written: 500);
+ * cf_errmsg(rq) says why. On failure the request is aborted with that
+ * status (the handler may still answer otherwise) and the form is empty. */
+int cf_form_parse(cf_req *rq);
+/* The first file of a field, or NULL. */
+const cf_file *cf_file_get(cf_req *rq, const char *field);
+/* Every file of a field (NULL: of every field), in order, NULL-terminated;
+ * n may be NULL. */
+const cf_file *const *cf_files(cf_req *rq, const char *field, size_t *n);
+/* Move the file to dest (a rename when on the same filesystem, else a
+ * copy on the thread pool; suspends then). Returns 0 or CF_EFAIL with
+ * cf_errmsg(rq) saying why. An in-memory file is written there. */
+int cf_file_save(cf_req *rq, const cf_file *f, const char *dest);
+/* Werkzeug's secure_filename: a name safe to use as one path component
+ * (ASCII letters, digits, '_', '.', '-'; accents dropped after NFKD;
+ * separators and spaces become '_'; no leading or trailing '.' or '_').
+ * May be "": choose a name then. Owned by the request. */
+const char *cf_secure_filename(cf_req *rq, const char *filename);
+
+/* Parts one by one, for handlers that stream uploads themselves (hash or
+ * store them as they arrive). cf_part_next returns 1 with the next part's
+ * head in *part (the rest of the previous part is skipped), 0 after the
+ * last part, or an error as cf_form_parse does. cf_part_read reads the
+ * current part's data: the count, 0 at its end, or an error. Both
+ * suspend while the body arrives. Do not mix with cf_form_parse. */
+typedef struct cf_part {
+    const char *name;
+    const char *filename;     /* NULL: a plain field */
+    const char *content_type; /* text/plain or application/octet-stream if none */
+} cf_part;
+int cf_part_next(cf_req *rq, cf_part *part);
+long cf_part_read(cf_req *rq, void *buf, size_t cap);
 /* The body as received (chunked bodies de-chunked); NUL-terminated. On a
  * route that streams its body (cf_route_set_stream_body) this reads what
  * cf_body_read has not returned yet, suspending until it is in; if that

@@ -91,6 +91,11 @@ cf_app *cf_app_new(void)
     app->opt[CF_OPT_GRACEFUL_TIMEOUT] = 30 * 1000;
     app->opt[CF_OPT_MAX_REQUESTS] = 0;
     app->opt[CF_OPT_SEND_TIMEOUT] = 30 * 1000;
+    app->opt[CF_OPT_UPLOAD_MEMORY] = 512 * 1024;
+    app->opt[CF_OPT_MAX_PARTS] = 1000;
+    app->opt[CF_OPT_MAX_FIELD_SIZE] = 512 * 1024;
+    app->opt[CF_OPT_MAX_FILE_SIZE] = 0;
+    app->opt[CF_OPT_MAX_PART_HEADER] = 8 * 1024;
     return app;
 }
 
@@ -127,6 +132,7 @@ void cf_app_free(cf_app *app)
     free_group_parts(&app->root);
     cf_router_free(app->router);
     cf_app_services_free(app);
+    free(app->upload_dir);
     free(app);
 }
 
@@ -140,6 +146,34 @@ int cf_app_set(cf_app *app, cf_option option, int64_t value)
         return CF_EINVAL;
     app->opt[option] = value;
     return 0;
+}
+
+void cf_app_set_upload_dir(cf_app *app, const char *dir)
+{
+    free(app->upload_dir);
+    app->upload_dir = dir ? xstrdup(dir) : NULL;
+}
+
+/* The options a route may have of its own: the body's limits. */
+static bool route_option(cf_option option)
+{
+    return option == CF_OPT_MAX_BODY || option == CF_OPT_MAX_PARTS || option == CF_OPT_MAX_FIELD_SIZE ||
+           option == CF_OPT_MAX_FILE_SIZE || option == CF_OPT_MAX_PART_HEADER;
+}
+
+int cf_route_set(cf_route *route, cf_option option, int64_t value)
+{
+    if ((unsigned)option >= CF_OPT_COUNT || !route_option(option) || value < 0)
+        return CF_EINVAL;
+    if (option == CF_OPT_MAX_BODY)
+        cf_route_set_max_body(route, (size_t)value);
+    route->opt[option] = value;
+    return 0;
+}
+
+int64_t cf_route_get(const cf_route *route, cf_option option)
+{
+    return (unsigned)option < CF_OPT_COUNT ? route->opt[option] : CF_EINVAL;
 }
 
 int64_t cf_app_get(const cf_app *app, cf_option option)
@@ -242,6 +276,8 @@ cf_route *cf_route_add(cf_group *group, const char *methods, const char *rule,
     if (!cr)
         cf_setup_fail("invalid route rule \"%s\": %s", full, err ? err : "?");
     cf_route *r = xcalloc(1, sizeof *r);
+    for (size_t i = 0; i < CF_OPT_COUNT; i++)
+        r->opt[i] = -1;
     r->group = group;
     r->rule = cr;
     r->handler = handler;

@@ -47,6 +47,8 @@ struct cf_group {
     cf_group *next_all; /* every group of the app, for freeing */
 };
 
+#define CF_OPT_COUNT (CF_OPT_MAX_PART_HEADER + 1)
+
 struct cf_route {
     cf_group *group;
     cf_rule *rule;
@@ -56,6 +58,7 @@ struct cf_route {
     size_t nother;
     cf_handler handler;
     size_t max_body; /* 0: the app's */
+    int64_t opt[CF_OPT_COUNT]; /* cf_route_set's; -1: the app's */
     bool threaded;
     bool stream_body; /* the handler reads the body as it arrives */
     char *static_dir; /* cf_static's directory */
@@ -71,7 +74,6 @@ struct cf_route {
     cf_route *next_all;
 };
 
-#define CF_OPT_COUNT (CF_OPT_SEND_TIMEOUT + 1)
 
 struct cf_app {
     cf_group root;
@@ -79,6 +81,7 @@ struct cf_app {
     cf_route *routes;
     cf_group *groups;
     int64_t opt[CF_OPT_COUNT];
+    char *upload_dir;  /* spooled uploads; NULL: $TMPDIR or /tmp */
     unsigned version; /* bumped by every set-up change */
     /* I/O modules attached to the app (the database, the task queue). */
     cf_app_service services[CF_APP_MAX_SERVICES];

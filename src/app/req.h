@@ -24,6 +24,14 @@
 #include "core/sched.h"
 #include "http/exchange.h"
 
+/* A request's temporary file of an upload (multipart.c); path is NULL
+ * once it is gone or was moved by cf_file_save. */
+typedef struct cf_spool {
+    char *path;
+    int fd;
+    struct cf_spool *next;
+} cf_spool;
+
 typedef struct cf_gslot {
     const char *key;
     void *value;
@@ -49,6 +57,14 @@ struct cf_req {
     cf_kv_list args, cookies, form;
     json_t *json;
     size_t body_pos; /* cf_body_read's place in a body received whole */
+    int form_error;  /* cf_form_parse's result, once parsed */
+
+    /* multipart/form-data (multipart.c) */
+    struct cf_mp_reader *mp;
+    struct cf_spool *spools; /* temporary files: gone at the end, or a crash */
+    cf_file **files;         /* NULL-terminated */
+    size_t nfiles, files_cap;
+    size_t form_memory;      /* bytes of fields and files kept in memory */
     char **param_values;
 
     /* response (the rest is in x) */
@@ -68,6 +84,12 @@ struct cf_req {
     cf_timer deadline; /* CF_OPT_HANDLER_TIMEOUT */
     bool timed_out;
 };
+
+/* multipart.c: read every part (fields into rq->form, files into
+ * rq->files); 0 or a CF_E* code with rq->errmsg. */
+int cf_multipart_parse_all(cf_req *rq);
+/* A handler of rq crashed: remove its temporary files now. */
+void cf_multipart_crashed(cf_req *rq);
 
 /* A request for an exchange of `ops`; its x.proto is set by the caller. */
 cf_req *cf_req_new(cf_app *app, const cf_exchange_ops *ops, void *proto);

@@ -74,6 +74,7 @@ static void scope_crashed(cf_scope *s, cf_task *t)
     cf_req *rq = (cf_req *)((char *)s - offsetof(cf_req, scope));
     cf_timer_stop(&rq->deadline);
     cf_app_services_crashed(rq); /* e.g. database connections go back, rolled back */
+    cf_multipart_crashed(rq);    /* its deferred unlinks never run */
     if (rq->x.ops->crashed)
         rq->x.ops->crashed(&rq->x);
 }
@@ -174,6 +175,8 @@ void cf_parse_urlencoded(cf_req *rq, const char *s, size_t len, cf_kv_list *out)
 
 /* ---- taking over the head ------------------------------------------------ */
 
+static bool content_type_is(cf_req *rq, const char *type, bool json_suffix);
+
 void cf_req_route(cf_req *rq)
 {
     /* "GET /path" for crash reports; built by hand, it is made per request. */
@@ -203,7 +206,10 @@ void cf_req_route(cf_req *rq)
     } else {
         rq->route_status = 404;
     }
-    rq->x.body_streamed = rq->route && rq->route->stream_body;
+    /* Multipart bodies are parsed as they arrive (multipart.c); a threaded
+     * handler cannot suspend to read, so it gets its body whole. */
+    rq->x.body_streamed = rq->route && (rq->route->stream_body ||
+                                        (!rq->route->threaded && content_type_is(rq, "multipart/form-data", false)));
 }
 
 size_t cf_req_max_body(cf_req *rq)
@@ -325,16 +331,32 @@ static bool content_type_is(cf_req *rq, const char *type, bool json_suffix)
     return json_suffix && n >= 5 && strncasecmp(ct + n - 5, "+json", 5) == 0;
 }
 
-static const cf_kv_list *form_of(cf_req *rq)
+int cf_form_parse(cf_req *rq)
 {
-    if (!rq->form_parsed) {
-        rq->form_parsed = true;
-        if (content_type_is(rq, "application/x-www-form-urlencoded", false)) {
-            size_t len;
-            const char *body = cf_body(rq, &len);
-            cf_parse_urlencoded(rq, body, len, &rq->form);
+    if (rq->form_parsed)
+        return rq->form_error;
+    rq->form_parsed = true;
+    if (content_type_is(rq, "application/x-www-form-urlencoded", false)) {
+        size_t len;
+        const char *body = cf_body(rq, &len);
+        cf_parse_urlencoded(rq, body, len, &rq->form);
+    } else if (content_type_is(rq, "multipart/form-data", false)) {
+        int rc = cf_multipart_parse_all(rq);
+        if (rc < 0) {
+            rq->form_error = rc;
+            rq->form.len = 0; /* what came before the error is not the form */
+            rq->nfiles = 0;
+            if (rq->files)
+                rq->files[0] = NULL;
+            cf_abort(rq, rc == CF_ETOOBIG ? 413 : rc == CF_EINVAL ? 400 : rc == CF_ETIMEDOUT ? 408 : 500);
         }
     }
+    return rq->form_error;
+}
+
+static const cf_kv_list *form_of(cf_req *rq)
+{
+    cf_form_parse(rq);
     return &rq->form;
 }
 
