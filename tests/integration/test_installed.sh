@@ -35,7 +35,7 @@ PC_DIR=$(dirname "$(find "$PREFIX" -name carafe.pc | head -1)")
 # Functions carafe.h (and carafe/testing.h, which it includes) declares:
 # prototypes, not macros or static inlines.
 cat "$SRC/include/carafe.h" "$SRC/include/carafe/testing.h" |
-    grep -oE '^[a-z_][a-z0-9_ ]*[ *]+cf_[a-z0-9_]+\(' |
+    grep -oE '^[a-z_][a-z0-9_ *]*[ *]cf_[a-z0-9_]+\(' |
     grep -v '^static ' | grep -oE 'cf_[a-z0-9_]+\($' | tr -d '(' | sort -u >"$TMP/declared"
 nm -D --defined-only "$LIB" | awk '$2 ~ /^[TDBRW]$/ {print $3}' | sort -u >"$TMP/exported"
 extra=$(comm -13 "$TMP/declared" "$TMP/exported" | tr '\n' ' ')
