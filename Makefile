@@ -27,7 +27,7 @@ run: build
 	PORT=$(PORT) $(BUILD)/examples/seeds
 
 # The whole suite: optimized build, then ASan+UBSan build, then the two
-# fuzzers (the HTTP parser; the app pipeline) for $(FUZZ_SECONDS) seconds each.
+# fuzzers (the HTTP parser; the app pipeline; the multipart parser) for $(FUZZ_SECONDS) seconds each.
 test: test-release test-asan fuzz
 
 test-release: build
@@ -40,12 +40,14 @@ test-asan: deps
 
 fuzz: deps
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCF_FUZZ=ON
-	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_parser fuzz_app
-	mkdir -p $(FUZZ_BUILD)/corpus $(FUZZ_BUILD)/corpus_app
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_parser fuzz_app fuzz_multipart
+	mkdir -p $(FUZZ_BUILD)/corpus $(FUZZ_BUILD)/corpus_app $(FUZZ_BUILD)/corpus_multipart
 	$(FUZZ_BUILD)/tests/fuzz_parser -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  $(FUZZ_BUILD)/corpus tests/fuzz/corpus_parser
 	$(FUZZ_BUILD)/tests/fuzz_app -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  $(FUZZ_BUILD)/corpus_app tests/fuzz/corpus_app
+	$(FUZZ_BUILD)/tests/fuzz_multipart -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  $(FUZZ_BUILD)/corpus_multipart tests/fuzz/corpus_multipart
 
 install: build
 	cmake --install $(BUILD)
