@@ -56,8 +56,13 @@ if ! cflags=$("${pc[@]}" --cflags carafe) || ! libs=$("${pc[@]}" --libs carafe);
 fi
 for dir in "$SRC"/examples/*/; do
     name=$(basename "$dir")
+    # An example that calls another library itself names it in its
+    # "Build: cc ... $(pkg-config --cflags --libs carafe MODULE...)" line.
+    more=$(sed -n 's/.*Build: .*pkg-config --cflags --libs carafe \([a-z0-9 ]*\)).*/\1/p' "$dir"*.c | head -1)
+    extra=""
+    [ -n "$more" ] && extra=$(pkg-config --libs $more)
     # shellcheck disable=SC2086 # pkg-config output is a list of words
-    if cc -std=gnu11 -Wall -Werror "${flags[@]}" -o "$TMP/$name" "$dir"*.c $cflags $libs \
+    if cc -std=gnu11 -Wall -Werror "${flags[@]}" -o "$TMP/$name" "$dir"*.c $cflags $libs $extra \
         2>"$TMP/$name.cc"; then
         pass "examples/$name builds against the installed library"
     else

@@ -25,6 +25,9 @@
  *                               byte i = (i * 31 + (i >> 10)) & 0xff
  *   GET|POST /fields            every query (GET) or form (POST) field in
  *                               order and every value of each name
+ *   POST /multipart             the parsed multipart form as JSON (fields, and
+ *                               per file field, name, type, size, spooled)
+ *   GET  /secure-filename?name= cf_secure_filename of name
  *   POST /small-body            route body limit 1024; 200 "got N"
  *   GET  /pid                   the worker's process id (which worker answered)
  *   GET  /segfault              writes through a wild pointer (SIGSEGV): the
@@ -158,6 +161,29 @@ static void fields(cf_req *rq)
         json_object_set_new(lists, name, vals);
     }
     cf_json_value(rq, 200, json_pack("{s:o,s:o}", "items", items, "lists", lists));
+}
+
+/* POST /multipart: the parsed form, {"form": [[name, value]...], "files":
+ * [[field, filename, content_type, size, first bytes as latin-1]...]}. */
+static void multipart(cf_req *rq)
+{
+    if (cf_form_parse(rq) != 0)
+        return; /* answered 400/413 with the reason */
+    json_t *form = json_array(), *files = json_array();
+    const char *name, *value;
+    for (size_t i = 0; cf_form_at(rq, i, &name, &value); i++)
+        json_array_append_new(form, json_pack("[s,s]", name, value));
+    for (const cf_file *const *f = cf_files(rq, NULL, NULL); *f; f++)
+        json_array_append_new(files, json_pack("[s,s,s,I,b]", (*f)->field, (*f)->filename,
+                                               (*f)->content_type, (json_int_t)(*f)->size,
+                                               (*f)->path != NULL));
+    cf_json_value(rq, 200, json_pack("{s:o,s:o}", "form", form, "files", files));
+}
+
+static void secure_filename(cf_req *rq)
+{
+    const char *n = cf_arg(rq, "name");
+    cf_text(rq, 200, cf_secure_filename(rq, n ? n : ""));
 }
 
 static void cookie_set(cf_req *rq)
@@ -402,6 +428,8 @@ int main(int argc, char **argv)
     cf_route(app, "GET", "/args", args);
     cf_route(app, "GET", "/fields", fields);
     cf_route(app, "POST", "/fields", fields);
+    cf_route_set_max_body(cf_route(app, "POST", "/multipart", multipart), 64 * 1024 * 1024);
+    cf_route(app, "GET", "/secure-filename", secure_filename);
     cf_route(app, "GET", "/cookie/set", cookie_set);
     cf_route(app, "GET", "/cookie/get", cookie_get);
     cf_route(app, "GET", "/headers", headers);
