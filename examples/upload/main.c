@@ -102,6 +102,7 @@ static int receive(cf_req *rq, stored *s)
         return CF_EFAIL;
     }
     cf_defer(rq, remove_tmp, s);
+    fchmod(fd, 0644); /* mkstemp's 0600 would keep the stored file private */
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     EVP_DigestInit_ex(md, EVP_sha256(), NULL);
     int rc = 0;
