@@ -63,6 +63,10 @@ struct cf_req {
 
     /* pipeline */
     size_t chain_pos;
+    size_t wrap_pos;     /* next cf_wrap wrapper */
+    bool wrapping;       /* cf_next goes to the wrappers, not the route's chain */
+    cf_group **gpath;    /* the route's groups, root first, while the pipeline runs */
+    size_t gdepth;
     cf_gslot *g;
     char *label;
     cf_timer deadline; /* CF_OPT_HANDLER_TIMEOUT */
