@@ -268,12 +268,16 @@ void cf_cors_apply(cf_req *rq)
         cf_log(rq, CF_LOG_DEBUG, "CORS: origin %s is not allowed", origin);
         return;
     }
-    if (cf_cors_preflight(rq) && !preflight(c, rq))
+    /* A preflight refused by a hook (401, say) is answered as any response:
+     * the page may read why, the browser fails the request all the same. */
+    int st = cf_req_status(rq);
+    bool is_preflight = cf_cors_preflight(rq) && st >= 200 && st < 300;
+    if (is_preflight && !preflight(c, rq))
         return;
     /* "*" cannot carry credentials: browsers then need the origin itself. */
     cf_set_header(rq, "Access-Control-Allow-Origin", c->any_origin && !c->credentials ? "*" : origin);
     if (c->credentials)
         cf_set_header(rq, "Access-Control-Allow-Credentials", "true");
-    if (c->expose_headers && !cf_cors_preflight(rq))
+    if (c->expose_headers && !is_preflight)
         cf_set_header(rq, "Access-Control-Expose-Headers", c->expose_headers);
 }
