@@ -11,6 +11,7 @@
  *   PUT  /api/strict       a before hook refuses even its preflight (401)
  *   GET  /api/stats        {"preflights": N} seen by this worker
  *   GET  /log              one cf_log line per level, then "logged"
+ *   GET  /slow?ms=N        "slept" after N ms
  *   GET  /pub/any          any origin ("*")
  *
  * CORS: the app allows the origins in $CORS_ORIGINS (comma-separated;
@@ -63,6 +64,13 @@ static void me(cf_req *rq)
 static void strict(cf_req *rq) { cf_text(rq, 200, "strict"); }
 static void stats(cf_req *rq) { cf_json(rq, 200, "{s:i}", "preflights", (json_int_t)preflights); }
 static void pub(cf_req *rq) { cf_text(rq, 200, "public"); }
+static void slow(cf_req *rq)
+{
+    const char *ms = cf_arg(rq, "ms");
+    if (cf_sleep(rq, ms ? strtoull(ms, NULL, 10) : 100) != 0)
+        return;
+    cf_text(rq, 200, "slept");
+}
 static void log_levels(cf_req *rq)
 {
     cf_log(rq, CF_LOG_DEBUG, "debug from /log");
@@ -147,6 +155,7 @@ int main(int argc, char **argv)
     cf_route(app, "PUT", "/api/strict", strict);
     cf_route(app, "GET", "/api/stats", stats);
     cf_route(app, "GET", "/log", log_levels);
+    cf_route(app, "GET", "/slow", slow);
     cf_group *auth = cf_group_new(app, "/api");
     cf_cors(auth, &(cf_cors_opts){.origins = origins, .credentials = true,
                                   .allow_headers = "Content-Type"});
