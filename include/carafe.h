@@ -221,7 +221,9 @@ void cf_serving_add(cf_app *app, bool after, cf_serving_fn fn, const char *name)
  *     cf_cors_preflight). It is allowed when the origin is, the requested
  *     method is among `methods` and routed on that URL, and each requested
  *     header is among `allow_headers`; then it gets Allow-Origin,
- *     Allow-Methods, Allow-Headers, Allow-Credentials and Max-Age.
+ *     Allow-Methods, Allow-Headers, Allow-Credentials and Max-Age. A
+ *     preflight a hook answered with an error gets only the headers of
+ *     any response (the browser fails it either way).
  *   - Vary: Origin is added to every response the config covers, since
  *     they differ by Origin (shared caches must key on it).
  * Origins are compared byte for byte ("https://a.example", scheme and
