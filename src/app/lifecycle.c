@@ -103,26 +103,13 @@ void cf_lifecycle_run(cf_lifecycle *l, cf_app *app, bool after, void (*done)(voi
         done(ctx, 0);
         return;
     }
-    cf_req *rq = cf_req_new(app, &life_ops, l);
-    if (!rq) {
+    cf_req *rq = cf_context_new(app, &life_ops, l, "SERVE", after ? "after_serving" : "before_serving");
+    if (!rq || cf_context_start(rq, life_main, l) != 0) {
         done(ctx, CF_ENOMEM);
         return;
     }
-    rq->x.method = cf_strdup(rq, "SERVE");
-    rq->x.path = rq->x.target = cf_strdup(rq, after ? "after_serving" : "before_serving");
-    rq->x.query = cf_strdup(rq, "");
-    rq->label = rq->x.path;
     l->rq = rq;
     l->running = true;
-    if (!cf_task_start(&rq->main, &rq->scope, rq, life_main, l, rq->label)) {
-        cf_req_free(rq);
-        l->rq = NULL;
-        l->running = false;
-        done(ctx, CF_ENOMEM);
-        return;
-    }
-    cf_waitable_detach(&rq->main.w);
-    rq->main.cancelled = false;
     cf_sched_run();
 }
 

@@ -98,10 +98,6 @@ static void finish_stop(cf_worker *w)
     uv_stop(w->loop);
 }
 
-/* Stopping ends when no connection, no request and no background task is
- * left. A request can outlive its connection: its client left, and a pool
- * job or a database statement it started still has to end before its
- * memory (and the connection's) can go. */
 static void on_deadline(uv_timer_t *t);
 
 static void on_stopped_serving(void *ctx, int rc)
@@ -122,9 +118,13 @@ static void finish_or_run_stop_hooks(cf_worker *w)
     cf_lifecycle_run(&w->life, w->app, true, on_stopped_serving, w);
 }
 
+/* Stopping ends when no connection, no request and no background task is
+ * left. A request can outlive its connection: its client left, and a pool
+ * job or a database statement it started still has to end before its
+ * memory (and the connection's) can go. Then the after_serving hooks run;
+ * serving hooks that run decide the end when they end. */
 static void maybe_finish(cf_worker *w)
 {
-    /* Serving hooks that run decide the end when they end. */
     if (w->http.stopping && w->http.nconns == 0 && w->http.inflight == 0 &&
         w->sched.nbackground == 0 && !w->life.running)
         finish_or_run_stop_hooks(w);
