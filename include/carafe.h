@@ -166,6 +166,121 @@ void cf_use_add(cf_group *group, cf_middleware mw);
 /* Inside middleware: run the rest of the chain. */
 void cf_next(cf_req *rq);
 
+/* ------------------------------------------------------------------ */
+/* App-wide wrappers, serving hooks, CORS, logging                    */
+/* ------------------------------------------------------------------ */
+
+/* Wrap the whole app (what WSGI/ASGI middleware sees): fn runs around the
+ * entire pipeline — before hooks, routing (404, 405, 308, automatic
+ * OPTIONS), middleware, handler, error handlers, after hooks — so it sees
+ * every response the app produces, refusals included. In fn, cf_next(rq)
+ * runs the rest (inner wrappers, then the pipeline); after it the response
+ * can be read and changed (cf_req_status, cf_set_header, ...). Not calling
+ * cf_next answers without running the app; cf_abort there is answered by
+ * the app's error handlers. The first registered is the outermost. The
+ * response goes out when the outermost returns; teardown hooks run after. */
+void cf_wrap(cf_app *app, cf_middleware fn);
+
+/* Serving hooks (Quart's before_serving / after_serving), once per worker
+ * process (and per test client). fn runs as a coroutine in a context of
+ * its own, like a background task: cf_alloc, cf_sleep, cf_fetch, cf_db_*,
+ * cf_spawn, cf_log all work there. Return 0, or a negative CF_E* code.
+ *   before_serving: in order, before the worker accepts its first
+ *     connection. A failure (or a crash) stops the worker before it
+ *     serves (logged with the hook's name and cf_errmsg); the master
+ *     starts it again after a growing delay (1 s, 2 s, 4 s ... 30 s) and
+ *     never gives up, so a database that is not up yet heals by itself.
+ *     The hooks after a failed one, and every after_serving hook, are
+ *     skipped. The test client runs them in cf_test_client_new, which
+ *     returns NULL when one fails.
+ *   after_serving: in reverse order, once the worker has drained (its last
+ *     request and background task ended, or the graceful timeout ran
+ *     out), before it exits; a failure is logged and the next hook still
+ *     runs. They are cancelled (their awaits return CF_ECANCELED) if they
+ *     take longer than the graceful timeout. The test client runs them in
+ *     cf_test_client_free. */
+typedef int (*cf_serving_fn)(cf_req *rq);
+#define cf_before_serving(app, fn) cf_serving_add((app), false, (fn), #fn)
+#define cf_after_serving(app, fn) cf_serving_add((app), true, (fn), #fn)
+void cf_serving_add(cf_app *app, bool after, cf_serving_fn fn, const char *name);
+
+/* CORS (the Fetch standard's protocol; Flask-CORS's features). A config on
+ * the app, a group or a route applies to the requests it routes (the
+ * route's own, else the nearest group's, else the app's; unmatched paths
+ * take the app's); it is copied when set.
+ *   - A request with an Origin header that is allowed gets
+ *     Access-Control-Allow-Origin (the origin itself, or "*" when any
+ *     origin is allowed without credentials), Allow-Credentials and
+ *     Expose-Headers as configured; on every response, errors too.
+ *   - A disallowed origin gets no CORS header at all (the browser then
+ *     refuses the response to the page); the response is otherwise as
+ *     usual, not an error page.
+ *   - A preflight (OPTIONS with Origin and Access-Control-Request-Method)
+ *     on a rule without an OPTIONS route is answered 204 once the before
+ *     hooks let it through (so they can still refuse it; see
+ *     cf_cors_preflight). It is allowed when the origin is, the requested
+ *     method is among `methods` and routed on that URL, and each requested
+ *     header is among `allow_headers`; then it gets Allow-Origin,
+ *     Allow-Methods, Allow-Headers, Allow-Credentials and Max-Age. A
+ *     preflight a hook answered with an error gets only the headers of
+ *     any response (the browser fails it either way).
+ *   - Vary: Origin is added to every response the config covers, since
+ *     they differ by Origin (shared caches must key on it).
+ * Origins are compared byte for byte ("https://a.example", scheme and
+ * port included; "null" only when listed). */
+typedef bool (*cf_cors_origin_fn)(cf_req *rq, const char *origin, void *arg);
+typedef struct cf_cors_opts {
+    /* NULL-terminated list of allowed origins; "*" in it allows any. */
+    const char *const *origins;
+    /* Also allowed: the origins for which this returns true (may await). */
+    cf_cors_origin_fn allow_origin;
+    void *allow_origin_arg;
+    /* Allowed methods, "GET, PUT" (or "*"); NULL: those the URL routes. */
+    const char *methods;
+    /* Allowed request headers, "Content-Type, X-Token", case-insensitive;
+     * NULL or "*": any the preflight asks for (echoed back, so it works
+     * with credentials too, as in Flask-CORS). */
+    const char *allow_headers;
+    /* Response headers the page may read beyond the safelisted ones. */
+    const char *expose_headers;
+    /* Cookies and HTTP auth: Access-Control-Allow-Credentials: true, and
+     * the origin echoed even when "*" allows any. */
+    bool credentials;
+    /* Seconds a browser may cache a preflight answer; 0: not sent. */
+    int64_t max_age;
+} cf_cors_opts;
+/* (Variadic so that a compound literal with commas can be the opts.) */
+#define cf_cors(app_or_group, ...) cf_cors_add(CF_GROUP(app_or_group), __VA_ARGS__)
+/* Returns 0, or CF_EINVAL (no origin allowed, or a value with CR/LF).
+ * opts NULL removes the group's config. */
+int cf_cors_add(cf_group *group, const cf_cors_opts *opts);
+int cf_route_set_cors(cf_route *route, const cf_cors_opts *opts);
+/* True for a CORS preflight request: a before hook that checks
+ * credentials should let it through (browsers send none with it). */
+bool cf_cors_preflight(cf_req *rq);
+
+/* Logging: one line per call on stderr, written whole (lines of several
+ * workers do not interleave):
+ *   2026-11-21T23:50:01.123Z INFO 4242 9f2c3a1b0d4e5f60 message
+ * (time, level, worker pid, request id or "-", message), or with
+ * --log-format json one object per line: {"time", "level", "pid",
+ * "request_id", "method", "path", "message"}. The request id is the
+ * X-Request-Id the access log and the response carry (made on first use
+ * if none). Lines below the app's level (default info; cf_log_set_level,
+ * or --log-level debug|info|warning|error) cost one comparison. */
+typedef enum cf_log_level {
+    CF_LOG_DEBUG, CF_LOG_INFO, CF_LOG_WARNING, CF_LOG_ERROR
+} cf_log_level;
+/* In a handler, hook, background task or serving hook. */
+void cf_log(cf_req *rq, cf_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Without a request (set-up code, a library's callbacks). */
+void cf_app_log(cf_app *app, cf_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Returns 0, or CF_EINVAL for a level outside the enum. */
+int cf_log_set_level(cf_app *app, cf_log_level level);
+bool cf_log_enabled(const cf_app *app, cf_log_level level);
+
 /* App options. Sizes in bytes, times in milliseconds. */
 typedef enum cf_option {
     CF_OPT_STACK_SIZE,         /* coroutine stack, default 64 KiB */

@@ -96,6 +96,7 @@ cf_app *cf_app_new(void)
     app->opt[CF_OPT_MAX_FIELD_SIZE] = 512 * 1024;
     app->opt[CF_OPT_MAX_FILE_SIZE] = 0;
     app->opt[CF_OPT_MAX_PART_HEADER] = 8 * 1024;
+    app->log_level = CF_LOG_INFO;
     return app;
 }
 
@@ -107,6 +108,7 @@ static void free_group_parts(cf_group *g)
     free(g->teardown.fn);
     free(g->middleware.fn);
     free(g->errh);
+    cf_cors_free(g->cors);
 }
 
 void cf_app_free(cf_app *app)
@@ -121,6 +123,7 @@ void cf_app_free(cf_app *app)
             free(r->other_methods[i]);
         free(r->other_methods);
         free(r->middleware.fn);
+        cf_cors_free(r->cors);
         free(r->chain);
         free(r);
     }
@@ -130,6 +133,8 @@ void cf_app_free(cf_app *app)
         free(g);
     }
     free_group_parts(&app->root);
+    free(app->wraps.fn);
+    cf_serving_free(app);
     cf_router_free(app->router);
     cf_app_services_free(app);
     free(app->upload_dir);
@@ -360,6 +365,13 @@ void cf_use_add(cf_group *group, cf_middleware mw)
 {
     list_add(&group->middleware, mw);
     group->app->version++;
+}
+
+void cf_wrap(cf_app *app, cf_middleware fn)
+{
+    if (!app || !fn)
+        cf_setup_fail("cf_wrap: app and function are required");
+    list_add(&app->wraps, fn);
 }
 
 void cf_route_build_chain(cf_route *r)

@@ -44,6 +44,7 @@ struct cf_group {
     cf_handler_list before, after, teardown, middleware;
     cf_errh *errh;
     size_t nerrh;
+    struct cf_cors *cors; /* cf_cors on this group (cors.c), or NULL */
     cf_group *next_all; /* every group of the app, for freeing */
 };
 
@@ -63,6 +64,7 @@ struct cf_route {
     bool stream_body; /* the handler reads the body as it arrives */
     char *static_dir; /* cf_static's directory */
     cf_handler_list middleware;
+    struct cf_cors *cors; /* cf_route_set_cors, or NULL: the groups' */
     /* Middleware of the groups (root first) then of the route, rebuilt
      * when the app's set-up changes. */
     cf_middleware *chain;
@@ -86,7 +88,24 @@ struct cf_app {
     /* I/O modules attached to the app (the database, the task queue). */
     cf_app_service services[CF_APP_MAX_SERVICES];
     size_t nservices;
+    cf_handler_list wraps; /* cf_wrap, outermost first */
+    /* cf_before_serving / cf_after_serving (lifecycle.c) */
+    struct cf_serving_hook *serving[2];
+    size_t nserving[2];
+    int log_level;  /* cf_log below it is dropped (log.c) */
+    bool log_json;  /* --log-format json */
 };
+
+/* cors.c: free a config; the CORS headers of the response, once it is
+ * final (before the after_request hooks, so they see them); the status of
+ * an automatic OPTIONS answer (204 for a preflight under a config). */
+void cf_cors_free(struct cf_cors *c);
+void cf_cors_apply(cf_req *rq);
+int cf_cors_options_status(cf_req *rq);
+/* log.c: JSON string escaping (without quotes) into out[0..cap). */
+size_t cf_json_escape(char *out, size_t cap, const char *s);
+/* lifecycle.c: free the serving hooks. */
+void cf_serving_free(cf_app *app);
 
 /* The route of `rule` answering `method`, or NULL. *allowed gets the bits
  * of every method the rule answers (for 405 and OPTIONS). */

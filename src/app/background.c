@@ -2,7 +2,7 @@
  * background.c — tasks that outlive the request that started them.
  *
  * A background task gets a request object of its own, on an exchange
- * that sends nothing: so it has its own arena, storage and scope, and every
+ * that sends nothing (a context, also used by the serving hooks): so it has its own arena, storage and scope, and every
  * primitive that works in a handler works in it. The scheduler counts them
  * and keeps a list, so a stopping worker (or the test client) can wait for
  * them and name the ones it had to cancel.
@@ -60,19 +60,44 @@ static int bg_main(void *ctx, void *arg)
     return rc;
 }
 
+cf_req *cf_context_new(cf_app *app, const cf_exchange_ops *ops, void *proto, const char *method,
+                       const char *path)
+{
+    cf_req *rq = cf_req_new(app, ops, proto);
+    if (!rq)
+        return NULL;
+    rq->x.method = cf_strdup(rq, method);
+    rq->x.path = rq->x.target = cf_strdup(rq, path);
+    rq->x.query = cf_strdup(rq, "");
+    rq->label = rq->x.path;
+    return rq;
+}
+
+int cf_context_start(cf_req *rq, cf_task_body fn, void *arg)
+{
+    if (!cf_task_start(&rq->main, &rq->scope, rq, fn, arg, rq->label)) {
+        cf_req_free(rq);
+        return CF_ENOMEM;
+    }
+    /* Not a child of the caller: the caller's cancellation must not reach it. */
+    cf_waitable_detach(&rq->main.w);
+    rq->main.cancelled = false;
+    return 0;
+}
+
 int cf_background(cf_req *parent, const char *name, cf_task_fn fn, const void *arg,
                   size_t arg_size)
 {
     cf_sched *s = cf_sched_get();
     if (!s || !fn)
         return CF_EPERM;
-    cf_req *rq = cf_req_new(parent->app, &bg_ops, NULL);
+    cf_req *rq = cf_context_new(parent->app, &bg_ops, NULL, "TASK", name ? name : "(unnamed)");
     if (!rq)
         return CF_ENOMEM;
     bg_task *b = cf_alloc(rq, sizeof *b);
     memset(b, 0, sizeof *b);
     b->rq = rq;
-    b->name = cf_strdup(rq, name ? name : "(unnamed)");
+    b->name = rq->x.path;
     b->fn = fn;
     b->arg = (void *)arg;
     if (arg && arg_size) {
@@ -80,17 +105,9 @@ int cf_background(cf_req *parent, const char *name, cf_task_fn fn, const void *a
         memcpy(b->arg, arg, arg_size);
     }
     rq->x.proto = b;
-    rq->x.method = cf_strdup(rq, "TASK");
-    rq->x.path = rq->x.target = b->name;
-    rq->x.query = cf_strdup(rq, "");
     rq->label = cf_sprintf(rq, "background task %s", b->name);
-    if (!cf_task_start(&rq->main, &rq->scope, rq, bg_main, b, rq->label)) {
-        cf_req_free(rq);
+    if (cf_context_start(rq, bg_main, b) != 0)
         return CF_ENOMEM;
-    }
-    /* Not a child of the caller: the caller's cancellation must not reach it. */
-    cf_waitable_detach(&rq->main.w);
-    rq->main.cancelled = false;
     b->next = s->background;
     if (b->next)
         b->next->prev = b;

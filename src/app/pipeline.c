@@ -1,11 +1,13 @@
 /*
  * pipeline.c — one request's way through the app, run in its main task:
  *
+ *   app-wide wrappers (cf_wrap), around all that follows up to the send
  *   (a request the protocol refused goes straight to its error handler)
  *   before_request hooks (app first, then groups inward)
  *   → routing outcome (404, 405, 308, automatic OPTIONS) or
  *     middleware chain → handler (on the loop, or on the thread pool)
  *   → error handler when aborted or failed (innermost group first)
+ *   → CORS headers (cors.c)
  *   → after_request hooks (innermost first, newest first)
  *   → response handed to the exchange's protocol (then a streaming body's producer)
  *   → teardown hooks, always.
@@ -70,8 +72,29 @@ static int run_on_thread(void *arg)
     return 0;
 }
 
+static void run_app(cf_req *rq);
+
+/* The app-wide wrappers (cf_wrap) around run_app: cf_next in one runs the
+ * next, and the last one's runs the app. */
+static void next_wrapper(cf_req *rq)
+{
+    cf_handler_list *w = &rq->app->wraps;
+    if (rq->wrap_pos < w->len) {
+        w->fn[rq->wrap_pos++](rq);
+    } else if (rq->wrap_pos == w->len) {
+        rq->wrap_pos++;
+        rq->wrapping = false; /* cf_next in there is the route's chain */
+        run_app(rq);
+        rq->wrapping = true;
+    } /* else: called twice */
+}
+
 void cf_next(cf_req *rq)
 {
+    if (rq->wrapping) {
+        next_wrapper(rq);
+        return;
+    }
     cf_route *r = rq->route;
     if (!r || rq->chain_pos > r->nchain)
         return; /* called twice, or outside a route's chain */
@@ -126,17 +149,43 @@ static void answer_route_status(cf_req *rq)
     default: /* OPTIONS on a rule without an OPTIONS route */
         cf_allow_header(rq->allowed, cf_rule_data(rq->rule), allow, sizeof allow);
         cf_set_header(rq, "Allow", allow);
-        cf_send(rq, 200, NULL, "", 0);
+        cf_send(rq, cf_cors_options_status(rq), NULL, "", 0);
     }
 }
 
-static int pipeline_main(void *ctx, void *arg)
+/* The handler deadline, a cancelled task, a missing response, an abort:
+ * what the request's outcome is so far, with its error page. Run after the
+ * app and again after the wrappers, which may have changed it. */
+static void settle(cf_req *rq)
 {
-    cf_req *rq = ctx;
-    (void)arg;
-    cf_group *path[MAX_DEPTH];
-    size_t depth = group_path(rq->route ? rq->route->group : &rq->app->root, path);
+    cf_timer_stop(&rq->deadline); /* it covers the app, not what follows */
+    if (rq->timed_out) {
+        /* The handler deadline cancelled the task: answer for it. */
+        rq->timed_out = false;
+        rq->main.cancelled = false;
+        rq->error = CF_ETIMEDOUT;
+        rq->errmsg = "the request took longer than the handler timeout";
+        cf_abort(rq, 503);
+    }
+    if (rq->main.cancelled) {
+        rq->error = CF_ECANCELED;
+        rq->errmsg = "the client went away";
+        return;
+    }
+    if (!cf_responded(rq)) {
+        rq->error = CF_EFAIL;
+        rq->errmsg = "the handler returned without a response";
+        cf_abort(rq, 500);
+    }
+    if (rq->abort_status)
+        handle_error(rq, rq->gpath, rq->gdepth);
+}
 
+/* Everything the app does for a request, inside the wrappers. */
+static void run_app(cf_req *rq)
+{
+    cf_group **path = rq->gpath;
+    size_t depth = rq->gdepth;
     /* Refused by the protocol (a body over the limit, a path it will not
      * route): no hook or handler runs, the error handlers answer. */
     if (rq->x.refused) {
@@ -156,43 +205,44 @@ static int pipeline_main(void *ctx, void *arg)
             cf_next(rq);
         }
     }
-
-    if (rq->timed_out) {
-        /* The handler deadline cancelled the task: answer for it. */
-        cf_timer_stop(&rq->deadline);
-        rq->main.cancelled = false;
-        rq->error = CF_ETIMEDOUT;
-        rq->errmsg = "the request took longer than the handler timeout";
-        cf_abort(rq, 503);
+    settle(rq);
+    if (rq->main.cancelled)
+        return;
+    cf_cors_apply(rq);
+    for (size_t i = depth; i-- > 0;) {
+        for (size_t k = path[i]->after.len; k-- > 0;) {
+            path[i]->after.fn[k](rq);
+            if (rq->abort_status) /* an after hook failed: its error page is final */
+                handle_error(rq, path, depth);
+        }
     }
-    cf_timer_stop(&rq->deadline);
-    if (rq->main.cancelled) {
-        rq->error = CF_ECANCELED;
-        rq->errmsg = "the client went away";
+}
+
+static int pipeline_main(void *ctx, void *arg)
+{
+    cf_req *rq = ctx;
+    (void)arg;
+    cf_group *path[MAX_DEPTH];
+    size_t depth = group_path(rq->route ? rq->route->group : &rq->app->root, path);
+    rq->gpath = path;
+    rq->gdepth = depth;
+
+    if (rq->app->wraps.len) {
+        rq->wrapping = true;
+        next_wrapper(rq);
+        rq->wrapping = false;
+        settle(rq); /* what the wrappers left */
     } else {
-        if (!cf_responded(rq)) {
-            rq->error = CF_EFAIL;
-            rq->errmsg = "the handler returned without a response";
-            cf_abort(rq, 500);
-        }
-        if (rq->abort_status)
-            handle_error(rq, path, depth);
-        for (size_t i = depth; i-- > 0;) {
-            for (size_t k = path[i]->after.len; k-- > 0;) {
-                path[i]->after.fn[k](rq);
-                if (rq->abort_status) /* an after hook failed: its error page is final */
-                    handle_error(rq, path, depth);
-            }
-        }
-        if (!rq->main.cancelled) {
-            rq->x.upgrade = rq->wants_ws && rq->stream_fn;
-            rq->x.streaming = rq->stream_fn &&
-                              (rq->x.upgrade || (!rq->x.is_head && cf_status_has_body(rq->x.status)));
-            rq->x.sent = true;
-            rq->x.ops->send(&rq->x);
-            if (rq->x.streaming)
-                cf_stream_run(rq); /* the body, still on this task */
-        }
+        run_app(rq);
+    }
+    if (!rq->main.cancelled) {
+        rq->x.upgrade = rq->wants_ws && rq->stream_fn;
+        rq->x.streaming = rq->stream_fn &&
+                          (rq->x.upgrade || (!rq->x.is_head && cf_status_has_body(rq->x.status)));
+        rq->x.sent = true;
+        rq->x.ops->send(&rq->x);
+        if (rq->x.streaming)
+            cf_stream_run(rq); /* the body, still on this task */
     }
 
     /* Teardown runs even for a cancelled request, and may await again. */

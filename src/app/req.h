@@ -79,6 +79,10 @@ struct cf_req {
 
     /* pipeline */
     size_t chain_pos;
+    size_t wrap_pos;     /* next cf_wrap wrapper */
+    bool wrapping;       /* cf_next goes to the wrappers, not the route's chain */
+    cf_group **gpath;    /* the route's groups, root first, while the pipeline runs */
+    size_t gdepth;
     cf_gslot *g;
     char *label;
     cf_timer deadline; /* CF_OPT_HANDLER_TIMEOUT */
@@ -109,6 +113,15 @@ void cf_req_dispatch(cf_req *rq);
 /* The peer went away: cancel the request's tasks. */
 void cf_req_cancel(cf_req *rq);
 static inline cf_req *cf_req_of(cf_exchange *x) { return (cf_req *)x; }
+
+/* A request-less context (a background task, the serving hooks): a
+ * request on an exchange of `ops` that answers nobody, its head saying
+ * `method` and `path` (copied). NULL when out of memory. */
+cf_req *cf_context_new(cf_app *app, const cf_exchange_ops *ops, void *proto, const char *method,
+                       const char *path);
+/* Start fn(rq, arg) as its main task, owned by no other task (a caller's
+ * cancellation does not reach it). Returns 0, or CF_ENOMEM (rq is freed). */
+int cf_context_start(cf_req *rq, cf_task_body fn, void *arg);
 
 /* Cancel every background task of this loop, naming each on stderr. */
 void cf_background_cancel_all(void);

@@ -390,6 +390,7 @@ static void begin_exchange(cf_conn *c, const cf_http_head *h, size_t head_len)
         return;
     }
     x->peer = c->peer;
+    x->id_seed = &s->id_seed;
     cf_exchange_set_head(x, h, c->buf + c->pos, head_len);
     h1_consume(c, head_len);
     c->x = x;

@@ -121,6 +121,9 @@ struct cf_exchange {
     bool streaming;    /* the head went out and pieces may follow */
     size_t bytes_sent; /* body bytes handed to the protocol */
     const char *request_id;
+    /* The protocol's seed for a request id made before the response (the
+     * app's logger names the request); NULL: the protocol makes none. */
+    uint64_t *id_seed;
 
     /* Upgraded: bytes from the peer go here; returns how many it took
      * (the protocol keeps the rest until resume_input). */

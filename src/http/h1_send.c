@@ -171,8 +171,10 @@ void h1_send(cf_exchange *x)
     bool close = !x->keep_alive || s->stopping || (x->body_streamed && c->body_mode != BODY_NONE) ||
                  c->body_error;
     int status = x->status;
-    if (s->request_ids || cf_exchange_header(x, "X-Request-Id")) {
-        x->request_id = cf_exchange_request_id(x, &s->id_seed);
+    /* An id the app's logger already used is kept, and sent. */
+    if (x->request_id || s->request_ids || cf_exchange_header(x, "X-Request-Id")) {
+        if (!x->request_id)
+            x->request_id = cf_exchange_request_id(x, &s->id_seed);
         cf_kv_set(x->arena, &x->resp_headers, "X-Request-Id", (char *)x->request_id);
     }
     bool has_entity = cf_status_has_body(status);

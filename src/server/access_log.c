@@ -11,24 +11,6 @@
 #include "app/req.h"
 #include "server/worker.h"
 
-static size_t json_escape(char *out, size_t cap, const char *s)
-{
-    size_t o = 0;
-    for (; *s && o + 7 < cap; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)ch;
-        } else if (ch < 0x20 || ch == 0x7f) {
-            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", ch);
-        } else {
-            out[o++] = (char)ch;
-        }
-    }
-    out[o] = 0;
-    return o;
-}
-
 void cf_access_log_exchange(cf_worker *w, cf_exchange *x)
 {
     cf_req *rq = cf_req_of(x);
@@ -41,12 +23,12 @@ void cf_access_log_exchange(cf_worker *w, cf_exchange *x)
     int n;
     if (w->log_json) {
         char target[1024], ua[256], err[256] = "";
-        json_escape(target, sizeof target, x->target);
+        cf_json_escape(target, sizeof target, x->target);
         const char *agent = cf_exchange_header(x, "User-Agent");
-        json_escape(ua, sizeof ua, agent ? agent : "");
+        cf_json_escape(ua, sizeof ua, agent ? agent : "");
         if (why) {
             memcpy(err, ",\"error\":\"", 10);
-            size_t e = 10 + json_escape(err + 10, sizeof err - 12, why);
+            size_t e = 10 + cf_json_escape(err + 10, sizeof err - 12, why);
             memcpy(err + e, "\"", 2);
         }
         n = snprintf(line, sizeof line,
@@ -79,7 +61,7 @@ void cf_access_log_event(cf_worker *w, const char *peer, int status, size_t byte
         snprintf(st, sizeof st, "%d", status);
     int n;
     if (w->log_json) {
-        json_escape(esc, sizeof esc, what);
+        cf_json_escape(esc, sizeof esc, what);
         n = snprintf(line, sizeof line,
                      "{\"time\":\"%s\",\"remote\":\"%s\",\"status\":%s,\"bytes\":%zu,"
                      "\"error\":\"%s\"}\n", w->log_date, peer, status ? st : "null", bytes, esc);

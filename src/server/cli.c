@@ -46,7 +46,8 @@ static void usage(FILE *f, const char *prog)
                "  --user USER, --group GROUP   drop root after binding\n"
                "  --max-requests-jitter N      add up to N to --max-requests per worker\n"
                "  --access-log PATH|-|off      one line per request (default -: stdout)\n"
-               "  --log-format common|json     access log format (default common)\n"
+               "  --log-format common|json     access log and app log format (default common)\n"
+               "  --log-level LEVEL      app log threshold: debug, info, warning, error (info)\n"
                "  --metrics PATH         serve Prometheus metrics at PATH (e.g. /metrics)\n"
                "  --debug                error details in 500 responses and on stderr\n"
                "  --no-access-log        same as --access-log off\n"
@@ -193,6 +194,16 @@ int cf_cli_parse(cf_app *app, int argc, char **argv, cf_server_opts *o)
                 return -1;
             }
             o->log_json = !strcmp(val, "json");
+        } else if (!strcmp(name, "--log-level")) {
+            static const char *const levels[] = {"debug", "info", "warning", "error"};
+            int l = 0;
+            while (l < 4 && strcmp(val, levels[l]) != 0)
+                l++;
+            if (l == 4) {
+                fprintf(stderr, "carafe: --log-level is debug, info, warning or error, not %s\n", val);
+                return -1;
+            }
+            cf_log_set_level(app, (cf_log_level)l);
         } else if (!strcmp(name, "--metrics")) {
             if (val[0] != '/') {
                 fprintf(stderr, "carafe: --metrics takes a path like /metrics\n");
@@ -204,6 +215,7 @@ int cf_cli_parse(cf_app *app, int argc, char **argv, cf_server_opts *o)
             return -1;
         }
     }
+    app->log_json = o->log_json; /* cf_log writes the same format */
     o->workers = (int)app->opt[CF_OPT_WORKERS];
     if (o->workers <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -11,6 +11,10 @@
  *
  * A worker that stops on its own (a crash in a handler, --max-requests)
  * says so first (CF_SIG_LEAVING) and is replaced at once, while it drains.
+ * A worker whose before_serving hook failed (exit CF_EXIT_BOOT) is started
+ * again after 1 s, 2 s, 4 s ... up to 30 s, until one reports that it
+ * serves (CF_SIG_READY): retrying heals what time heals (a database not up
+ * yet), the growing delay keeps a broken app from spinning.
  *
  * The master runs no application code and no event loop: it blocks the
  * signals and takes them one at a time with sigtimedwait, so there is no
@@ -48,6 +52,7 @@ typedef struct master {
     double restart_at; /* monotonic seconds; back-off */
     double crash_times[8];
     int ncrash;
+    int boot_failures; /* before_serving failures since a worker last served */
     bool stopping;
     double stop_deadline;
     int status;
@@ -70,6 +75,7 @@ static sigset_t master_signals(void)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGQUIT);
     sigaddset(&set, CF_SIG_LEAVING);
+    sigaddset(&set, CF_SIG_READY);
     return set;
 }
 
@@ -193,6 +199,21 @@ static void schedule_restart(master *m, bool crashed)
         m->restart_at = t + delay;
 }
 
+/* A worker's before_serving failed: no restart at once, however few died. */
+static void schedule_boot_retry(master *m)
+{
+    m->boot_failures++;
+    double delay = 1;
+    for (int i = 1; i < m->boot_failures && delay < 30; i++)
+        delay *= 2;
+    if (delay > 30)
+        delay = 30;
+    fprintf(stderr, "carafe: a worker failed to start (before_serving); next try in %.0f s\n", delay);
+    m->pending++;
+    if (now_s() + delay > m->restart_at)
+        m->restart_at = now_s() + delay;
+}
+
 /* A current worker stops on its own (CF_SIG_LEAVING): it crashed in a
  * handler (status 70) or reached --max-requests (0). It drains its
  * requests outside the set while its replacement starts now. */
@@ -229,7 +250,9 @@ static void reap(master *m)
                     strsignal(WTERMSIG(st)));
         else if (!clean)
             fprintf(stderr, "carafe: worker %d exited with status %d%s\n", (int)pid,
-                    WEXITSTATUS(st), WEXITSTATUS(st) == 70 ? " after a crash in a handler" : "");
+                    WEXITSTATUS(st), WEXITSTATUS(st) == 70 ? " after a crash in a handler"
+                                     : WEXITSTATUS(st) == CF_EXIT_BOOT ? " (before_serving failed)"
+                                                                      : "");
         if (m->stopping || w.generation != m->generation || w.retiring) {
             if (!clean && !w.retiring)
                 m->status = 1;
@@ -238,7 +261,10 @@ static void reap(master *m)
         /* A current worker ended without notice (killed, crashed outside
          * a handler, failed to start): it is replaced. */
         cf_metrics_count_restart(m->metrics);
-        schedule_restart(m, !clean);
+        if (WIFEXITED(st) && WEXITSTATUS(st) == CF_EXIT_BOOT)
+            schedule_boot_retry(m);
+        else
+            schedule_restart(m, !clean);
     }
 }
 
@@ -282,6 +308,10 @@ int cf_master_run(cf_app *app, const cf_server_opts *o, int fd, bool is_unix, cf
         int sig = sigtimedwait(&set, &info, &ts);
         if (sig < 0)
             continue; /* timeout or EINTR */
+        if (sig == CF_SIG_READY) {
+            m.boot_failures = 0;
+            continue;
+        }
         if (sig == CF_SIG_LEAVING) {
             leaving(&m, info.si_pid, info.si_value.sival_int);
             continue;

@@ -57,6 +57,11 @@ char *cf_metrics_render(cf_metrics *m, size_t *len);
  * sends this to the master, with its exit status as the value, before it
  * drains: the master starts its replacement at once. */
 #define CF_SIG_LEAVING (SIGRTMIN + 2)
+/* A worker tells the master it serves (its before_serving hooks passed):
+ * the master's start-up back-off starts over. */
+#define CF_SIG_READY (SIGRTMIN + 3)
+/* The exit status of a worker whose before_serving hook failed. */
+#define CF_EXIT_BOOT 3
 int cf_master_run(cf_app *app, const cf_server_opts *o, int listen_fd, bool is_unix,
                   cf_metrics *metrics);
 

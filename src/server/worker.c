@@ -11,6 +11,11 @@
  *   - --max-requests reached: the same drain, exit 0; the master replaces it.
  *   - a crash in a handler: the crashed request's connection is closed, the
  *     others drain, exit 70; its memory may be damaged, so no new work.
+ *
+ * Around serving, the app's serving hooks: before_serving runs before the
+ * worker listens (a failure: exit CF_EXIT_BOOT, having served nothing; the
+ * master retries with a growing delay), after_serving once it has drained,
+ * within a graceful timeout of its own.
  */
 #include "server/worker.h"
 
@@ -93,15 +98,36 @@ static void finish_stop(cf_worker *w)
     uv_stop(w->loop);
 }
 
+static void on_deadline(uv_timer_t *t);
+
+static void on_stopped_serving(void *ctx, int rc)
+{
+    (void)rc; /* each failure is logged; the worker stops all the same */
+    finish_stop(ctx);
+}
+
+/* The after_serving hooks, once drained, or after the graceful timeout. */
+static void finish_or_run_stop_hooks(cf_worker *w)
+{
+    if (!w->serving || w->stop_hooks_run) {
+        finish_stop(w);
+        return;
+    }
+    w->stop_hooks_run = true;
+    uv_timer_start(&w->stop_deadline, on_deadline, (uint64_t)w->app->opt[CF_OPT_GRACEFUL_TIMEOUT], 0);
+    cf_lifecycle_run(&w->life, w->app, true, on_stopped_serving, w);
+}
+
 /* Stopping ends when no connection, no request and no background task is
  * left. A request can outlive its connection: its client left, and a pool
  * job or a database statement it started still has to end before its
- * memory (and the connection's) can go. */
+ * memory (and the connection's) can go. Then the after_serving hooks run;
+ * serving hooks that run decide the end when they end. */
 static void maybe_finish(cf_worker *w)
 {
     if (w->http.stopping && w->http.nconns == 0 && w->http.inflight == 0 &&
-        w->sched.nbackground == 0)
-        finish_stop(w);
+        w->sched.nbackground == 0 && !w->life.running)
+        finish_or_run_stop_hooks(w);
 }
 
 static void on_background_idle(void *arg) { maybe_finish(arg); }
@@ -109,11 +135,17 @@ static void on_background_idle(void *arg) { maybe_finish(arg); }
 static void on_deadline(uv_timer_t *t)
 {
     cf_worker *w = t->data;
+    if (w->life.running) {
+        fprintf(stderr, "carafe: worker %d: serving hooks still running after the graceful timeout; "
+                        "cancelling them\n", (int)getpid());
+        cf_lifecycle_cancel(&w->life); /* their end finishes the stop */
+        return;
+    }
     if (w->http.nconns)
         fprintf(stderr, "carafe: worker %d: %zu connection(s) still busy after the graceful timeout\n",
                 (int)getpid(), w->http.nconns);
     cf_background_cancel_all(); /* they see CF_ECANCELED and end right here */
-    finish_stop(w);
+    finish_or_run_stop_hooks(w);
 }
 
 void cf_worker_begin_stop(cf_worker *w, int exit_status, const char *why)
@@ -123,7 +155,10 @@ void cf_worker_begin_stop(cf_worker *w, int exit_status, const char *why)
     if (w->http.stopping)
         return;
     w->http.stopping = true;
-    cf_app_services_loop_stop(w->app); /* e.g. claim no more jobs; running ones finish */
+    if (w->serving)
+        cf_app_services_loop_stop(w->app); /* e.g. claim no more jobs; running ones finish */
+    else
+        cf_lifecycle_cancel(&w->life); /* stopped while starting: no need to wait */
     if (why)
         fprintf(stderr, "carafe: worker %d %s; finishing %zu connection(s)\n", (int)getpid(), why,
                 w->http.nconns);
@@ -231,6 +266,36 @@ static void on_connection(uv_stream_t *server, int status)
     cf_http_accept(&w->http);
 }
 
+/* before_serving ended: serve, or leave without having served. */
+static void on_started_serving(void *ctx, int rc)
+{
+    cf_worker *w = ctx;
+    if (rc < 0) {
+        if (!w->http.stopping) {
+            fprintf(stderr, "carafe: worker %d: a before_serving hook failed (%s); exiting with status %d "
+                            "without serving\n", (int)getpid(), cf_strerror(rc), CF_EXIT_BOOT);
+            w->exit_status = CF_EXIT_BOOT;
+            w->http.stopping = true;
+        }
+        finish_stop(w);
+        return;
+    }
+    w->serving = true;
+    if (w->http.stopping) { /* asked to stop while starting */
+        maybe_finish(w);
+        return;
+    }
+    cf_app_services_loop_start(w->app);
+    int lr = w->queue_only ? 0 : uv_listen(&w->listener.stream, 4096, on_connection);
+    if (lr != 0) {
+        fprintf(stderr, "carafe: worker %d cannot listen: %s\n", (int)getpid(), uv_strerror(lr));
+        cf_worker_begin_stop(w, 1, NULL);
+        return;
+    }
+    if (w->master_pid > 1 && getppid() == w->master_pid)
+        sigqueue(w->master_pid, CF_SIG_READY, (union sigval){.sival_int = 0});
+}
+
 static void raise_nofile_limit(void)
 {
     struct rlimit rl;
@@ -329,8 +394,7 @@ int cf_worker_run(cf_app *app, const cf_server_opts *o, int listen_fd, bool is_u
         rc = uv_tcp_open(&w->listener.tcp, listen_fd);
     }
     w->listener.handle.data = w;
-    if (rc == 0 && !o->queue_only)
-        rc = uv_listen(&w->listener.stream, 4096, on_connection);
+    w->queue_only = o->queue_only;
     if (rc != 0) {
         fprintf(stderr, "carafe: worker %d cannot listen: %s\n", (int)getpid(), uv_strerror(rc));
         return 1;
@@ -352,7 +416,8 @@ int cf_worker_run(cf_app *app, const cf_server_opts *o, int listen_fd, bool is_u
     w->sig_term.data = w;
     uv_signal_start(&w->sig_term, on_sigterm, SIGTERM);
 
-    cf_app_services_loop_start(app);
+    /* Listens once the before_serving hooks passed (on_started_serving). */
+    cf_lifecycle_run(&w->life, app, false, on_started_serving, w);
     uv_run(loop, UV_RUN_DEFAULT);
     flush_log(w);
     /* Close whatever is left (connections cut by the deadline) and let the

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "app/app.h"
+#include "app/lifecycle.h"
 #include "core/sched.h"
 #include "http/host.h"
 #include "server/server.h"
@@ -41,6 +42,12 @@ typedef struct cf_worker {
     char *log;
     size_t log_len, log_cap;
     cf_metrics *metrics;
+    /* The serving hooks: before_serving runs before the first accept,
+     * after_serving once drained (worker.c). */
+    cf_lifecycle life;
+    bool serving;        /* before_serving succeeded */
+    bool stop_hooks_run; /* after_serving started (or is not to run) */
+    bool queue_only;
 } cf_worker;
 
 /* Refresh and return "Date: Sat, 21 Nov 2026 23:50:01 GMT\r\n" (also

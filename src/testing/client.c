@@ -79,6 +79,38 @@ void cf__test_want_pump(cf_test_client *tc)
     }
 }
 
+static void on_serving_hooks(void *ctx, int rc)
+{
+    cf_test_client *tc = ctx;
+    tc->life_done = true;
+    tc->life_rc = rc;
+}
+
+/* Run the app's serving hooks on the client's loop until they ended. */
+static int run_serving_hooks(cf_test_client *tc, bool after)
+{
+    tc->life_done = false;
+    cf_lifecycle_run(&tc->life, tc->app, after, on_serving_hooks, tc);
+    while (!tc->life_done) {
+        if (uv_run(&tc->loop, UV_RUN_ONCE) == 0 && !tc->life_done) {
+            fprintf(stderr, "carafe: test client: %s hooks wait on nothing that can finish\n",
+                    after ? "after_serving" : "before_serving");
+            abort();
+        }
+    }
+    return tc->life_rc;
+}
+
+static void close_loop(cf_test_client *tc)
+{
+    cf_sched_close(&tc->sched);
+    uv_run(&tc->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&tc->loop);
+    /* The thread may end next: give back what its pools hold. */
+    cf_req_pool_drain();
+    cf_coro_pool_drain();
+}
+
 cf_test_client *cf_test_client_new(cf_app *app)
 {
     if (cf_sched_get()) {
@@ -97,6 +129,14 @@ cf_test_client *cf_test_client_new(cf_app *app)
     uv_idle_init(&tc->loop, &tc->pump);
     tc->pump.data = tc;
     cf_coro_set_stack_size((size_t)app->opt[CF_OPT_STACK_SIZE]);
+    tc->id_seed = (uint64_t)(uintptr_t)tc;
+    if (run_serving_hooks(tc, false) < 0) { /* the hook's failure is logged */
+        fprintf(stderr, "carafe: test client: before_serving failed; no client\n");
+        uv_close((uv_handle_t *)&tc->pump, NULL);
+        close_loop(tc);
+        free(tc);
+        return NULL;
+    }
     cf_app_services_loop_start(app); /* e.g. consume the app's task queue, like a worker */
     return tc;
 }
@@ -126,12 +166,8 @@ void cf_test_client_free(cf_test_client *tc)
     uv_close((uv_handle_t *)&tc->pump, NULL);
     while (uv_run(&tc->loop, UV_RUN_ONCE) != 0)
         ;
-    cf_sched_close(&tc->sched);
-    uv_run(&tc->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&tc->loop);
-    /* The thread may end next: give back what its pools hold. */
-    cf_req_pool_drain();
-    cf_coro_pool_drain();
+    run_serving_hooks(tc, true); /* as a worker does once drained */
+    close_loop(tc);
     for (cf_test_response *r = tc->responses, *next; r; r = next) {
         next = r->next;
         free_response(r);
@@ -215,6 +251,8 @@ static void capture(cf_exchange *x)
                  (unsigned long long)(x->stream ? x->stream_len : x->resp_len));
         add_header(r, "Content-Length", num);
     }
+    if (x->request_id && !cf_kv_get(&x->resp_headers, "X-Request-Id", true))
+        add_header(r, "X-Request-Id", x->request_id); /* cf_log named it, as a server sends it */
     if (x->refused) /* its body unread: a server closes the connection */
         add_header(r, "Connection", "close");
     size_t len = x->is_head ? 0 : x->resp_len;
@@ -423,6 +461,8 @@ static cf_test_response *start(cf_test_client *tc, const char *method, const cha
         return r;
     }
     cf_req *rq = cf_req_new(app, &test_ops, r);
+    if (rq)
+        rq->x.id_seed = &tc->id_seed;
     if (!rq)
         abort();
     rq->x.peer = "test";

@@ -6,6 +6,7 @@
 #ifndef CF_TESTING_CLIENT_H
 #define CF_TESTING_CLIENT_H
 
+#include "app/lifecycle.h"
 #include "app/req.h"
 #include "http/websocket.h"
 
@@ -58,6 +59,10 @@ struct cf_test_client {
     int64_t timeout_ms;
     cf_test_response *responses;
     cf_test_response *open; /* exchanges still running */
+    uint64_t id_seed;       /* request ids for cf_log */
+    cf_lifecycle life;      /* the serving hooks */
+    bool life_done;
+    int life_rc;
 };
 
 void tbuf_put(tbuf *b, const void *data, size_t len);
