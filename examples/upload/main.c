@@ -88,6 +88,7 @@ static void remove_tmp(void *arg)
     stored *s = arg;
     if (s->tmp)
         unlink(s->tmp);
+    s->tmp = NULL;
 }
 
 /* Copy the current part into a temporary file, hashing it on the way. */
@@ -160,12 +161,14 @@ static void upload(cf_req *rq)
         memset(s, 0, sizeof *s);
         const char *safe = cf_secure_filename(rq, part.filename);
         s->name = *safe ? safe : "upload";
-        rc = receive(rq, s);
-        if (rc != 0)
-            break;
         *last = s;
         last = &s->next;
+        if ((rc = receive(rq, s)) != 0)
+            break;
     }
+    if (rc != 0) /* gone before the answer, so a client told 4xx sees no trace */
+        for (stored *s = first; s; s = s->next)
+            remove_tmp(s);
     if (rc == CF_ETOOBIG) {
         cf_json(rq, 413, "{s:s}", "error", cf_errmsg(rq));
         return;

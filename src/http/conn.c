@@ -80,8 +80,11 @@ void h1_close(cf_conn *c)
         s->conns = c->next;
     s->nconns--;
     if (c->x && c->state == S_HANDLING) {
-        wake_body_reader(c);       /* it sees CF_ECANCELED */
-        s->host->cancel(c->x);     /* the client is gone: stop its work */
+        /* The reader sees CF_ECANCELED and runs at once: it may finish
+         * the exchange before there is anything left to cancel. */
+        wake_body_reader(c);
+        if (c->x)
+            s->host->cancel(c->x); /* the client is gone: stop its work */
     } else if (c->x) {
         s->host->exchange_free(c->x); /* read but never dispatched */
         c->x = NULL;
