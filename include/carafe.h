@@ -284,10 +284,10 @@ typedef enum cf_log_level {
 } cf_log_level;
 /* In a handler, hook, background task or serving hook. */
 void cf_log(cf_req *rq, cf_log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+    CF__PRINTF(3, 4);
 /* Without a request (set-up code, a library's callbacks). */
 void cf_app_log(cf_app *app, cf_log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+    CF__PRINTF(3, 4);
 /* Returns 0, or CF_EINVAL for a level outside the enum. */
 int cf_log_set_level(cf_app *app, cf_log_level level);
 bool cf_log_enabled(const cf_app *app, cf_log_level level);
