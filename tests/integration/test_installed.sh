@@ -70,7 +70,8 @@ link_with() {
     cc "${strict[@]}" -o "$out" "$@" $flags 2>"$out.cc"
 }
 
-# Static: libcarafe.a in, the libraries it uses as shared ones.
+# Every example, linked both ways: with libcarafe.so, and statically as the
+# README says (libcarafe.a in, the libraries it uses as shared ones).
 for dir in "$SRC"/examples/*/; do
     name=$(basename "$dir")
     # An example that calls another library itself names it in its
