@@ -1,7 +1,12 @@
 # Carafe — the README's two commands (`make run`, `make test`) and the
-# usual targets. Each installs missing Debian packages first.
+# usual targets. Each installs missing Debian packages first: build, run and
+# install only what building needs, the test targets the test tools too.
+# build, run and install leave the tests out and warnings non-fatal, so a
+# newer compiler's new warning cannot stop an install; the test builds (their
+# own directories) make warnings errors, as CI does.
 
 BUILD        ?= build
+TEST_BUILD   ?= build-test
 ASAN_BUILD   ?= build-asan
 FUZZ_BUILD   ?= build-fuzz
 PREFIX       ?= /usr/local
@@ -10,15 +15,20 @@ FUZZ_SECONDS ?= 60
 JOBS         ?= $(shell nproc)
 BENCH        ?= ../shared/bench/run
 
-.PHONY: all deps build run test test-release test-asan fuzz install bench clean
+.PHONY: all deps test-deps build run test test-release test-asan fuzz install bench clean
 
 all: build
 
 deps:
-	@scripts/install-deps
+	@scripts/install-deps --build
 
+test-deps:
+	@scripts/install-deps --test
+
+# The library, the examples and the tools.
 build: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX) \
+	  -DCF_BUILD_TESTS=OFF -DCF_WERROR=OFF
 	cmake --build $(BUILD) -j$(JOBS)
 
 # Serves the flagship example (examples/seeds, SQLite file seeds.db in the
@@ -26,20 +36,24 @@ build: deps
 run: build
 	PORT=$(PORT) $(BUILD)/examples/seeds
 
-# The whole suite: optimized build, then ASan+UBSan build, then the two
-# fuzzers (the HTTP parser; the app pipeline; the multipart parser) for $(FUZZ_SECONDS) seconds each.
+# The whole suite: optimized build, then ASan+UBSan build, then the three
+# fuzzers (the HTTP parser; the app pipeline; the multipart parser) for
+# $(FUZZ_SECONDS) seconds each.
 test: test-release test-asan fuzz
 
-test-release: build
-	cd $(BUILD) && ctest --output-on-failure -j2
+test-release: test-deps
+	cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Release -DCF_BUILD_TESTS=ON -DCF_WERROR=ON
+	cmake --build $(TEST_BUILD) -j$(JOBS)
+	cd $(TEST_BUILD) && ctest --output-on-failure -j2
 
-test-asan: deps
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCF_SANITIZE=ON
+test-asan: test-deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCF_SANITIZE=ON -DCF_BUILD_TESTS=ON \
+	  -DCF_WERROR=ON
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j2
 
-fuzz: deps
-	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCF_FUZZ=ON
+fuzz: test-deps
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCF_FUZZ=ON -DCF_WERROR=ON
 	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_parser fuzz_app fuzz_multipart
 	mkdir -p $(FUZZ_BUILD)/corpus $(FUZZ_BUILD)/corpus_app $(FUZZ_BUILD)/corpus_multipart
 	$(FUZZ_BUILD)/tests/fuzz_parser -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
@@ -60,4 +74,4 @@ bench: build
 	$(BENCH) --only project,nginx,kore,fastapi-uvicorn --scenarios plaintext,json,sleep100,fanout,db
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(TEST_BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -22,8 +22,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* C only: the set-up macros (cf_route, the hooks, ...) pick a function by
+ * type with _Generic, and cf_db_query and the awaits pass their arguments
+ * as compound-literal arrays; C++ has neither. */
 #ifdef __cplusplus
-extern "C" {
+#error "carafe.h is C only (C11 or later): write the code that uses Carafe in C"
 #endif
 
 /* The library is built with hidden visibility: what this header declares is
@@ -31,6 +34,14 @@ extern "C" {
 #pragma GCC visibility push(default)
 
 #define CF_VERSION "0.1.0"
+
+/* printf-style format checks where the compiler has them (GCC, clang); the
+ * header stays plain C11 for the others. */
+#ifdef __GNUC__
+#define CF__PRINTF(fmt, first) __attribute__((format(printf, fmt, first)))
+#else
+#define CF__PRINTF(fmt, first)
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Errors                                                             */
@@ -273,10 +284,10 @@ typedef enum cf_log_level {
 } cf_log_level;
 /* In a handler, hook, background task or serving hook. */
 void cf_log(cf_req *rq, cf_log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+    CF__PRINTF(3, 4);
 /* Without a request (set-up code, a library's callbacks). */
 void cf_app_log(cf_app *app, cf_log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+    CF__PRINTF(3, 4);
 /* Returns 0, or CF_EINVAL for a level outside the enum. */
 int cf_log_set_level(cf_app *app, cf_log_level level);
 bool cf_log_enabled(const cf_app *app, cf_log_level level);
@@ -448,7 +459,7 @@ void *cf_g_get(cf_req *rq, const char *key);
 void *cf_alloc(cf_req *rq, size_t size);
 char *cf_strdup(cf_req *rq, const char *s);
 char *cf_sprintf(cf_req *rq, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+    CF__PRINTF(2, 3);
 /* Run fn(ptr) when the request's memory is released (after teardown). */
 void cf_defer(cf_req *rq, void (*fn)(void *), void *ptr);
 
@@ -462,7 +473,7 @@ void cf_send(cf_req *rq, int status, const char *content_type,
              const void *body, size_t len);
 void cf_text(cf_req *rq, int status, const char *text);
 void cf_textf(cf_req *rq, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+    CF__PRINTF(3, 4);
 void cf_html(cf_req *rq, int status, const char *html);
 /* JSON built with a jansson pack format, e.g. cf_json(rq, 200, "{s:i}",
  * "id", 7). A bad format becomes a 500 with the reason in cf_errmsg. */
@@ -476,7 +487,7 @@ void cf_redirect(cf_req *rq, int status, const char *location);
 void cf_abort(cf_req *rq, int status);
 /* Fail with a message (500, message shown with --debug). */
 void cf_fail(cf_req *rq, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+    CF__PRINTF(2, 3);
 
 /* Response headers. set replaces any header of that name, add appends.
  * Names and values with CR, LF or NUL are refused with CF_EINVAL. */
@@ -603,7 +614,7 @@ void cf_stream(cf_req *rq, int status, const char *content_type,
 int cf_write(cf_req *rq, const void *data, size_t len);
 /* cf_write of a printf-formatted piece. */
 int cf_writef(cf_req *rq, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+    CF__PRINTF(2, 3);
 /* Server-Sent Events: a 200 text/event-stream response (Cache-Control:
  * no-cache, and X-Accel-Buffering: no, which turns nginx's buffering off
  * for the stream whatever its configuration)
@@ -982,9 +993,6 @@ int64_t cf_queue_pending(cf_req *rq, const char *name);
 
 #pragma GCC visibility pop
 
-#ifdef __cplusplus
-}
-#endif
 #include "carafe/testing.h" /* the in-process test client */
 
 #endif /* CARAFE_H */

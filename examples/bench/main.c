@@ -26,10 +26,11 @@ static void sleep_ms(cf_req *rq)
     char *end = NULL;
     long ms = arg ? strtol(arg, &end, 10) : 0;
     if (!arg || *end || ms < 0 || ms > 60000)
-        return cf_json(rq, 400, "{s:s}", "error", "ms must be an integer from 0 to 60000");
-    if (cf_sleep(rq, (uint64_t)ms) != 0)
-        return cf_abort(rq, 503);
-    cf_textf(rq, 200, "slept %ld", ms);
+        cf_json(rq, 400, "{s:s}", "error", "ms must be an integer from 0 to 60000");
+    else if (cf_sleep(rq, (uint64_t)ms) != 0)
+        cf_abort(rq, 503);
+    else
+        cf_textf(rq, 200, "slept %ld", ms);
 }
 
 /* $UPSTREAM + "/delay", read once at start-up. */
@@ -50,23 +51,30 @@ static long int_arg(cf_req *rq, const char *name, long def, long max)
 static void fanout(cf_req *rq)
 {
     long n = int_arg(rq, "n", 3, 100), ms = int_arg(rq, "ms", 50, 60000);
-    if (n < 0 || ms < 0)
-        return cf_json(rq, 400, "{s:s}", "error", "n must be 0..100 and ms 0..60000");
-    if (!delay_url)
-        return cf_json(rq, 503, "{s:s}", "error", "UPSTREAM is not set");
+    if (n < 0 || ms < 0) {
+        cf_json(rq, 400, "{s:s}", "error", "n must be 0..100 and ms 0..60000");
+        return;
+    }
+    if (!delay_url) {
+        cf_json(rq, 503, "{s:s}", "error", "UPSTREAM is not set");
+        return;
+    }
     cf_fetch_opts opts = {.query = (const char *const[]){"ms", cf_sprintf(rq, "%ld", ms), NULL}};
     cf_fetch **calls = cf_alloc(rq, (size_t)(n ? n : 1) * sizeof *calls);
     for (long i = 0; i < n; i++)
         calls[i] = cf_fetch_start(rq, "GET", delay_url, &opts);
-    if (cf_await_all_n(rq, (void *const *)calls, (size_t)n, -1) != 0)
-        return cf_json(rq, 502, "{s:s}", "error", cf_errmsg(rq));
+    if (cf_await_all_n(rq, (void *const *)calls, (size_t)n, -1) != 0) {
+        cf_json(rq, 502, "{s:s}", "error", cf_errmsg(rq));
+        return;
+    }
     json_t *bodies = json_array();
     for (long i = 0; i < n; i++) {
         json_t *body = cf_fetch_json(calls[i]);
         if (cf_fetch_raise_for_status(calls[i]) != 0 || !body) {
             json_decref(bodies);
-            return cf_json(rq, 502, "{s:s}", "error",
-                           body ? cf_fetch_errmsg(calls[i]) : "the upstream did not answer JSON");
+            cf_json(rq, 502, "{s:s}", "error",
+                    body ? cf_fetch_errmsg(calls[i]) : "the upstream did not answer JSON");
+            return;
         }
         json_array_append(bodies, body);
     }
@@ -80,10 +88,11 @@ static void db_user(cf_req *rq)
     cf_rows *row = cf_db_query(rq, "SELECT id, name, email FROM users WHERE id = $1",
                                cf_v_int(cf_param_int(rq, "id")));
     if (!row)
-        return cf_json(rq, 500, "{s:s}", "error", cf_errmsg(rq));
-    if (!cf_rows_next(row))
-        return cf_json(rq, 404, "{s:s}", "error", "User not found");
-    cf_json_value(rq, 200, cf_row_object(row));
+        cf_json(rq, 500, "{s:s}", "error", cf_errmsg(rq));
+    else if (!cf_rows_next(row))
+        cf_json(rq, 404, "{s:s}", "error", "User not found");
+    else
+        cf_json_value(rq, 200, cf_row_object(row));
 }
 
 /* DATABASE_URL, else sqlite:///$DB_PATH?mode=ro (the peers open it

@@ -44,26 +44,33 @@ static const char *str_field(json_t *body, const char *name)
 static void list_users(cf_req *rq)
 {
     cf_rows *rows = cf_db_query(rq, "SELECT id, name, email, credits FROM users ORDER BY id");
-    if (!rows)
-        return db_failed(rq);
-    cf_json_value(rq, 200, cf_rows_json(rows));
+    if (rows)
+        cf_json_value(rq, 200, cf_rows_json(rows));
+    else
+        db_failed(rq);
 }
 
 static void create_user(cf_req *rq)
 {
     json_t *body = cf_get_json(rq);
-    if (!body)
-        return cf_json(rq, 400, "{s:s}", "error", cf_errmsg(rq));
+    if (!body) {
+        cf_json(rq, 400, "{s:s}", "error", cf_errmsg(rq));
+        return;
+    }
     const char *name = str_field(body, "name"), *email = str_field(body, "email");
-    if (!name || !email)
-        return cf_json(rq, 400, "{s:s}", "error", "name and email are required");
+    if (!name || !email) {
+        cf_json(rq, 400, "{s:s}", "error", "name and email are required");
+        return;
+    }
     json_t *credits = json_object_get(body, "credits");
     cf_rows *row = cf_db_query(rq, "INSERT INTO users(name, email, credits) VALUES ($1, $2, $3) "
                                    "RETURNING id, name, email, credits",
                                cf_v_text(name), cf_v_text(email),
                                cf_v_int(json_is_integer(credits) ? json_integer_value(credits) : 0));
-    if (!row)
-        return db_failed(rq); /* a taken email is CF_EUNIQUE: 409 */
+    if (!row) {
+        db_failed(rq); /* a taken email is CF_EUNIQUE: 409 */
+        return;
+    }
     cf_set_header(rq, "Location", cf_sprintf(rq, "/users/%lld", (long long)cf_row_int(row, 0)));
     cf_json_value(rq, 201, cf_row_object(row));
 }
@@ -73,17 +80,20 @@ static void get_user(cf_req *rq)
     cf_rows *row = cf_db_query(rq, "SELECT id, name, email, credits FROM users WHERE id = $1",
                                cf_v_int(cf_param_int(rq, "id")));
     if (!row)
-        return db_failed(rq);
-    if (!cf_rows_next(row))
-        return cf_json(rq, 404, "{s:s}", "error", "User not found");
-    cf_json_value(rq, 200, cf_row_object(row));
+        db_failed(rq);
+    else if (!cf_rows_next(row))
+        cf_json(rq, 404, "{s:s}", "error", "User not found");
+    else
+        cf_json_value(rq, 200, cf_row_object(row));
 }
 
 static void update_user(cf_req *rq)
 {
     json_t *body = cf_get_json(rq);
-    if (!body)
-        return cf_json(rq, 400, "{s:s}", "error", cf_errmsg(rq));
+    if (!body) {
+        cf_json(rq, 400, "{s:s}", "error", cf_errmsg(rq));
+        return;
+    }
     /* An absent field is a NULL parameter: COALESCE keeps the old value. */
     cf_rows *row = cf_db_query(rq, "UPDATE users SET name = COALESCE($1, name), "
                                    "email = COALESCE($2, email) WHERE id = $3 "
@@ -91,20 +101,22 @@ static void update_user(cf_req *rq)
                                cf_v_text(str_field(body, "name")), cf_v_text(str_field(body, "email")),
                                cf_v_int(cf_param_int(rq, "id")));
     if (!row)
-        return db_failed(rq);
-    if (!cf_rows_next(row))
-        return cf_json(rq, 404, "{s:s}", "error", "User not found");
-    cf_json_value(rq, 200, cf_row_object(row));
+        db_failed(rq);
+    else if (!cf_rows_next(row))
+        cf_json(rq, 404, "{s:s}", "error", "User not found");
+    else
+        cf_json_value(rq, 200, cf_row_object(row));
 }
 
 static void delete_user(cf_req *rq)
 {
     cf_rows *res = cf_db_query(rq, "DELETE FROM users WHERE id = $1", cf_v_int(cf_param_int(rq, "id")));
     if (!res)
-        return db_failed(rq);
-    if (cf_rows_affected(res) == 0)
-        return cf_json(rq, 404, "{s:s}", "error", "User not found");
-    cf_send(rq, 204, NULL, "", 0);
+        db_failed(rq);
+    else if (cf_rows_affected(res) == 0)
+        cf_json(rq, 404, "{s:s}", "error", "User not found");
+    else
+        cf_send(rq, 204, NULL, "", 0);
 }
 
 /* Both updates or neither. Returning early without commit is enough to
@@ -114,27 +126,36 @@ static void transfer(cf_req *rq)
     json_t *body = cf_get_json(rq);
     json_int_t from, to, amount;
     if (!body || json_unpack(body, "{s:I,s:I,s:I}", "from", &from, "to", &to, "amount", &amount) ||
-        amount <= 0 || from == to)
-        return cf_json(rq, 400, "{s:s}", "error",
-                       "expected {\"from\": id, \"to\": another id, \"amount\": n > 0}");
-    if (cf_db_begin(rq) != 0)
-        return db_failed(rq);
+        amount <= 0 || from == to) {
+        cf_json(rq, 400, "{s:s}", "error",
+                "expected {\"from\": id, \"to\": another id, \"amount\": n > 0}");
+        return;
+    }
+    if (cf_db_begin(rq) != 0) {
+        db_failed(rq);
+        return;
+    }
     cf_rows *res = cf_db_query(rq, "UPDATE users SET credits = credits - $1 "
                                    "WHERE id = $2 AND credits >= $1",
                                cf_v_int(amount), cf_v_int(from));
-    if (!res)
-        return db_failed(rq);
-    if (cf_rows_affected(res) == 0)
-        return cf_json(rq, 409, "{s:s}", "error", "unknown sender or too few credits");
+    if (!res) {
+        db_failed(rq);
+        return;
+    }
+    if (cf_rows_affected(res) == 0) {
+        cf_json(rq, 409, "{s:s}", "error", "unknown sender or too few credits");
+        return;
+    }
     res = cf_db_query(rq, "UPDATE users SET credits = credits + $1 WHERE id = $2", cf_v_int(amount),
                       cf_v_int(to));
     if (!res)
-        return db_failed(rq);
-    if (cf_rows_affected(res) == 0)
-        return cf_json(rq, 404, "{s:s}", "error", "unknown receiver"); /* rolled back */
-    if (cf_db_commit(rq) != 0)
-        return db_failed(rq);
-    cf_json(rq, 200, "{s:I,s:I,s:I}", "from", from, "to", to, "amount", amount);
+        db_failed(rq);
+    else if (cf_rows_affected(res) == 0)
+        cf_json(rq, 404, "{s:s}", "error", "unknown receiver"); /* rolled back */
+    else if (cf_db_commit(rq) != 0)
+        db_failed(rq);
+    else
+        cf_json(rq, 200, "{s:I,s:I,s:I}", "from", from, "to", to, "amount", amount);
 }
 
 int main(int argc, char **argv)

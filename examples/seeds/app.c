@@ -2,6 +2,7 @@
  * app.c — every example of the seed articles on async views in Flask,
  * ported to Carafe (see README.md for each endpoint with curl).
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, strndup: POSIX, beyond ISO C */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +82,8 @@ static void concurrent_data(cf_req *rq)
                                                  : NULL;
         if (why) {
             json_decref(all);
-            return cf_json(rq, 502, "{s:s}", "error", why);
+            cf_json(rq, 502, "{s:s}", "error", why);
+            return;
         }
         json_array_append(all, cf_fetch_json(f[i]));
     }
@@ -110,14 +112,17 @@ static void async_get_urls_v2(cf_req *rq)
 /* GET /async-request */
 static void async_request(cf_req *rq)
 {
-    if (!nurls)
-        return cf_json(rq, 502, "{s:s}", "error", "no UPSTREAM_URLS configured");
+    if (!nurls) {
+        cf_json(rq, 502, "{s:s}", "error", "no UPSTREAM_URLS configured");
+        return;
+    }
     cf_fetch *f = cf_fetch_do(rq, "GET", urls[0], NULL);
     if (cf_cancelled(rq))
         return;
     if (cf_fetch_raise_for_status(f) != 0)
-        return cf_json(rq, 502, "{s:s}", "error", cf_fetch_errmsg(f));
-    cf_textf(rq, 200, "Fetched data: %s", cf_fetch_body(f, NULL));
+        cf_json(rq, 502, "{s:s}", "error", cf_fetch_errmsg(f));
+    else
+        cf_textf(rq, 200, "Fetched data: %s", cf_fetch_body(f, NULL));
 }
 
 /* The default upstreams, served by the app itself (no internet assumed),
@@ -198,33 +203,40 @@ static void db_failed(cf_req *rq)
 static void async_db(cf_req *rq)
 {
     cf_rows *rows = cf_db_query(rq, "SELECT id, name, value FROM my_table ORDER BY id");
-    if (!rows)
-        return db_failed(rq);
-    cf_json(rq, 200, "{s:o}", "data", cf_rows_json(rows));
+    if (rows)
+        cf_json(rq, 200, "{s:o}", "data", cf_rows_json(rows));
+    else
+        db_failed(rq);
 }
 
 /* Method view /items and /items/<int:id>. */
 static void items_list(cf_req *rq)
 {
     cf_rows *rows = cf_db_query(rq, "SELECT id, name FROM items ORDER BY id");
-    if (!rows)
-        return db_failed(rq);
-    cf_json_value(rq, 200, cf_rows_json(rows));
+    if (rows)
+        cf_json_value(rq, 200, cf_rows_json(rows));
+    else
+        db_failed(rq);
 }
 
 static void items_create(cf_req *rq)
 {
     json_t *in = cf_get_json(rq);
-    if (!in)
-        return cf_json(rq, 400, "{s:s}", "error", cf_errmsg(rq));
+    if (!in) {
+        cf_json(rq, 400, "{s:s}", "error", cf_errmsg(rq));
+        return;
+    }
     const char *name = json_string_value(json_object_get(in, "name"));
-    if (!name || !*name)
-        return cf_json(rq, 400, "{s:s}", "error", "field 'name' is required");
+    if (!name || !*name) {
+        cf_json(rq, 400, "{s:s}", "error", "field 'name' is required");
+        return;
+    }
     cf_rows *rows = cf_db_query(rq, "INSERT INTO items (name) VALUES ($1) RETURNING id, name",
                                 cf_v_text(name));
-    if (!rows || !cf_rows_next(rows))
-        return db_failed(rq);
-    cf_json_value(rq, 201, cf_row_object(rows));
+    if (rows && cf_rows_next(rows))
+        cf_json_value(rq, 201, cf_row_object(rows));
+    else
+        db_failed(rq);
 }
 
 static void item_get(cf_req *rq)
@@ -232,10 +244,11 @@ static void item_get(cf_req *rq)
     cf_rows *rows = cf_db_query(rq, "SELECT id, name FROM items WHERE id = $1",
                                 cf_v_int(cf_param_int(rq, "id")));
     if (!rows)
-        return db_failed(rq);
-    if (!cf_rows_next(rows))
-        return cf_json(rq, 404, "{s:s}", "error", "Item not found");
-    cf_json_value(rq, 200, cf_row_object(rows));
+        db_failed(rq);
+    else if (!cf_rows_next(rows))
+        cf_json(rq, 404, "{s:s}", "error", "Item not found");
+    else
+        cf_json_value(rq, 200, cf_row_object(rows));
 }
 
 static void item_delete(cf_req *rq)
@@ -243,39 +256,40 @@ static void item_delete(cf_req *rq)
     cf_rows *rows = cf_db_query(rq, "DELETE FROM items WHERE id = $1",
                                 cf_v_int(cf_param_int(rq, "id")));
     if (!rows)
-        return db_failed(rq);
-    if (cf_rows_affected(rows) == 0)
-        return cf_json(rq, 404, "{s:s}", "error", "Item not found");
-    cf_send(rq, 204, NULL, "", 0);
+        db_failed(rq);
+    else if (cf_rows_affected(rows) == 0)
+        cf_json(rq, 404, "{s:s}", "error", "Item not found");
+    else
+        cf_send(rq, 204, NULL, "", 0);
 }
 
 /* POST /add-user */
 static void add_user(cf_req *rq)
 {
     json_t *in = cf_get_json(rq);
-    if (!in || !json_is_object(in))
-        return cf_json(rq, 400, "{s:s}", "error",
-                       in ? "the body must be a JSON object" : cf_errmsg(rq));
+    if (!in || !json_is_object(in)) {
+        cf_json(rq, 400, "{s:s}", "error", in ? "the body must be a JSON object" : cf_errmsg(rq));
+        return;
+    }
     const char *fields[] = {"name", "email"}, *values[2];
     for (int i = 0; i < 2; i++) {
         values[i] = json_string_value(json_object_get(in, fields[i]));
-        if (!values[i] || !*values[i])
-            return cf_json(rq, 400, "{s:s}", "error",
-                           cf_sprintf(rq, "field '%s' is required", fields[i]));
+        if (!values[i] || !*values[i]) {
+            cf_json(rq, 400, "{s:s}", "error", cf_sprintf(rq, "field '%s' is required", fields[i]));
+            return;
+        }
     }
     cf_rows *rows = cf_db_query(rq,
                                 "INSERT INTO users (name, email) VALUES ($1, $2)"
                                 " RETURNING id, name, email",
                                 cf_v_text(values[0]), cf_v_text(values[1]));
-    if (!rows) {
-        if (cf_db_error(rq) == CF_EUNIQUE)
-            return cf_json(rq, 409, "{s:s}", "error",
-                           cf_sprintf(rq, "a user with email '%s' already exists", values[1]));
-        return db_failed(rq);
-    }
-    if (!cf_rows_next(rows))
-        return db_failed(rq);
-    cf_json(rq, 201, "{s:s,s:o}", "message", "User created", "user", cf_row_object(rows));
+    if (!rows && cf_db_error(rq) == CF_EUNIQUE)
+        cf_json(rq, 409, "{s:s}", "error",
+                cf_sprintf(rq, "a user with email '%s' already exists", values[1]));
+    else if (!rows || !cf_rows_next(rows))
+        db_failed(rq);
+    else
+        cf_json(rq, 201, "{s:s,s:o}", "message", "User created", "user", cf_row_object(rows));
 }
 
 /* GET /user/<int:user_id> */
@@ -284,19 +298,21 @@ static void get_user(cf_req *rq)
     cf_rows *row = cf_db_query(rq, "SELECT id, name, email FROM users WHERE id = $1",
                                cf_v_int(cf_param_int(rq, "user_id")));
     if (!row)
-        return db_failed(rq);
-    if (!cf_rows_next(row))
-        return cf_json(rq, 404, "{s:s}", "error", "User not found");
-    cf_json_value(rq, 200, cf_row_object(row));
+        db_failed(rq);
+    else if (!cf_rows_next(row))
+        cf_json(rq, 404, "{s:s}", "error", "User not found");
+    else
+        cf_json_value(rq, 200, cf_row_object(row));
 }
 
 /* GET /users */
 static void list_users(cf_req *rq)
 {
     cf_rows *rows = cf_db_query(rq, "SELECT id, name, email FROM users ORDER BY id");
-    if (!rows)
-        return db_failed(rq);
-    cf_json_value(rq, 200, cf_rows_json(rows));
+    if (rows)
+        cf_json_value(rq, 200, cf_rows_json(rows));
+    else
+        db_failed(rq);
 }
 
 /* ---- background work ----------------------------------------------------- */
@@ -315,8 +331,9 @@ static int long_task(cf_req *ctx, void *arg)
 static void start_task(cf_req *rq)
 {
     if (cf_background(rq, "long_task", long_task, NULL, 0) != 0)
-        return cf_json(rq, 500, "{s:s}", "error", "could not start the task");
-    cf_json(rq, 200, "{s:s}", "message", "Task started");
+        cf_json(rq, 500, "{s:s}", "error", "could not start the task");
+    else
+        cf_json(rq, 200, "{s:s}", "message", "Task started");
 }
 
 /* ---- the app -------------------------------------------------------------- */

@@ -14,6 +14,7 @@
  *   GET /shout               a WebSocket: each text message comes back in
  *                            capitals, with the session's message count
  */
+#define _POSIX_C_SOURCE 200809L /* gmtime_r: POSIX, beyond ISO C */
 #include <carafe.h>
 #include <stdio.h>
 #include <ctype.h>

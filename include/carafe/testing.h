@@ -7,9 +7,6 @@
 
 #include <carafe.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
 #pragma GCC visibility push(default)
 
 /* ------------------------------------------------------------------ */
@@ -113,9 +110,5 @@ int cf_test_ws_close(cf_test_response *r, int code, const char *reason);
 int cf_test_ws_close_code(const cf_test_response *r);
 
 #pragma GCC visibility pop
-
-#ifdef __cplusplus
-}
-#endif
 
 #endif
