@@ -694,7 +694,11 @@ const void *cf_row_blob(cf_rows *r, size_t col, size_t *len);
  * objects (jsonify(rows)); new references. Integers become JSON integers,
  * reals reals, text strings, NULL null, blobs (SQLite BLOB, PostgreSQL
  * bytea) base64 strings (RFC 4648, with padding); PostgreSQL booleans
- * become true/false, json/jsonb columns embedded JSON, numeric reals. */
+ * become true/false, json/jsonb columns embedded JSON, numeric reals.
+ * Text that is not valid UTF-8 (SQLite keeps whatever bytes it was given)
+ * is still a string: each invalid sequence becomes U+FFFD, exactly as
+ * Python's bytes.decode("utf-8", errors="replace") does; cf_row_text and
+ * cf_row_blob give the bytes as stored. */
 json_t *cf_row_object(cf_rows *r);
 json_t *cf_rows_json(cf_rows *r);
 /* Rows changed by INSERT/UPDATE/DELETE (0 for other statements). */

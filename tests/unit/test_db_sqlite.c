@@ -9,7 +9,8 @@
  *     row (cf_row_object) and all (cf_rows_json), UPDATE/DELETE with
  *     cf_rows_affected, 404 when nothing matched, 409 on a duplicate;
  *   - NULL handling in every getter and in JSON; ints, reals, text, blobs
- *     (base64 in JSON); unicode text byte for byte; a 1 MiB text value;
+ *     (base64 in JSON); unicode text byte for byte; a 1 MiB text value
+ *     (text that is not UTF-8: test_db_text.c);
  *   - error codes: unique, foreign key, NOT NULL, CHECK, syntax, unknown
  *     table/column, wrong parameter count, named parameters, two
  *     statements in one query, busy timeout (a lock held elsewhere);
