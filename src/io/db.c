@@ -28,13 +28,16 @@ static const db_backend *backend_of(const cf_db *db)
 
 /* ---- set-up ------------------------------------------------------------- */
 
+static int db_prepare(cf_app *app, void *state);
 static void db_free(void *p);
 static void db_request_crashed(cf_req *rq, void *state);
 
-/* How the database plugs into the app: its state goes with the app, and a
- * request that crashed gives its connections back. */
+/* How the database plugs into the app: it connects when the app is about
+ * to be served, its state goes with the app, and a request that crashed
+ * gives its connections back. */
 const cf_service cf__db_service = {
     .name = "database",
+    .prepare = db_prepare,
     .request_crashed = db_request_crashed,
     .free = db_free,
 };
@@ -59,16 +62,66 @@ static cf_db *db_config(cf_app *app)
     return cf__db_of(app);
 }
 
+static void drop_scripts(cf_db *db)
+{
+    for (size_t i = 0; i < db->nscripts; i++)
+        free(db->scripts[i]);
+    free(db->scripts);
+    db->scripts = NULL;
+    db->nscripts = 0;
+}
+
+/* Forget the database opened before (cf_db_open again replaces it). */
+static void db_reset(cf_db *db)
+{
+    const db_backend *be = backend_of(db);
+    if (be)
+        be->free(db);
+    db->be = NULL;
+    db->kind = DB_NONE;
+    db->url_unset = false;
+    db->ready = false;
+    drop_scripts(db);
+    free(db->display);
+    db->display = NULL;
+}
+
 static void db_free(void *p)
 {
     cf_db *db = p;
     if (!db)
         return;
-    const db_backend *be = backend_of(db);
-    if (be)
-        be->free(db);
-    free(db->display);
+    db_reset(db);
     free(db);
+}
+
+static const char url_examples[] =
+    "examples: sqlite:///app.db, sqlite:////var/lib/app/app.db, sqlite://:memory:, "
+    "postgresql://user:password@localhost:5432/app";
+
+/* The app is about to be served: open the database, run the scripts set-up
+ * recorded. Once: a second test client of the same app finds it ready. */
+static int db_prepare(cf_app *app, void *state)
+{
+    (void)app;
+    cf_db *db = state;
+    if (db->ready)
+        return 0;
+    if (db->url_unset) {
+        fprintf(stderr, "carafe: DATABASE_URL is not set; %s\n", url_examples);
+        return CF_EDBURL;
+    }
+    const db_backend *be = backend_of(db);
+    if (!be)
+        return 0;
+    int rc = be->connect ? be->connect(db) : 0;
+    for (size_t i = 0; rc == 0 && i < db->nscripts; i++)
+        rc = be->exec_script(db, db->scripts[i]);
+    if (rc != 0)
+        return rc;
+    drop_scripts(db);
+    db->ready = true;
+    return 0;
 }
 
 int cf_db_set(cf_app *app, cf_db_option option, int64_t value)
@@ -126,23 +179,20 @@ int cf_db_open(cf_app *app, const char *url)
 {
     if (!app)
         return CF_EINVAL;
-    const char *from = url ? "the database URL" : "DATABASE_URL";
-    if (!url)
+    bool from_env = !url;
+    const char *from = from_env ? "DATABASE_URL" : "the database URL";
+    if (from_env)
         url = getenv("DATABASE_URL");
+    cf_db *db = db_config(app);
+    db_reset(db);
     if (!url || !*url) {
-        fprintf(stderr, "carafe: %s is not set; examples: sqlite:///app.db, "
-                        "sqlite:////var/lib/app/app.db, sqlite://:memory:, "
-                        "postgresql://user:password@localhost:5432/app\n", from);
+        if (from_env) { /* reported when the app is served: --help needs no database */
+            db->url_unset = true;
+            return 0;
+        }
+        fprintf(stderr, "carafe: %s is empty; %s\n", from, url_examples);
         return CF_EDBURL;
     }
-    cf_db *db = db_config(app);
-    const db_backend *old = backend_of(db);
-    if (old) {
-        old->free(db);
-        db->be = NULL;
-        db->kind = DB_NONE;
-    }
-    free(db->display);
     db->display = mask_url(url);
 
     const db_backend *be;
@@ -179,8 +229,9 @@ int cf_db_exec_script(cf_app *app, const char *sql)
 {
     if (!app || !sql)
         return CF_EINVAL;
-    const db_backend *be = backend_of(cf__db_of(app));
-    if (!be) {
+    cf_db *db = cf__db_of(app);
+    const db_backend *be = backend_of(db);
+    if (!be && !(db && db->url_unset)) {
         fprintf(stderr, "carafe: cf_db_exec_script before cf_db_open\n");
         return CF_EINVAL;
     }
@@ -188,7 +239,15 @@ int cf_db_exec_script(cf_app *app, const char *sql)
         fprintf(stderr, "carafe: cf_db_exec_script blocks: call it at start-up, not in a handler\n");
         return CF_EPERM;
     }
-    return be->exec_script(cf__db_of(app), sql);
+    if (db->ready)
+        return be->exec_script(db, sql);
+    char **more = realloc(db->scripts, (db->nscripts + 1) * sizeof *more);
+    char *copy = strdup(sql);
+    if (!more || !copy)
+        cf_setup_fail("out of memory");
+    db->scripts = more;
+    db->scripts[db->nscripts++] = copy;
+    return 0;
 }
 
 const char *cf_db_backend(const cf_app *app)
