@@ -638,7 +638,8 @@ int cf_db_open(cf_app *app, const char *url);
  * runs at once and returns 0 or a CF_E* code with the reason on stderr.
  * Refused (CF_EPERM) inside a handler. */
 int cf_db_exec_script(cf_app *app, const char *sql);
-/* "sqlite" or "postgresql" (NULL before cf_db_open). */
+/* "sqlite" or "postgresql" (NULL before cf_db_open, or when it was given
+ * NULL and DATABASE_URL is unset). */
 const char *cf_db_backend(const cf_app *app);
 
 /* Database options; set them before cf_run (before or after cf_db_open). */
