@@ -650,6 +650,10 @@ typedef enum cf_db_option {
                             * then CF_ETIMEDOUT */
     CF_DB_STMT_CACHE,      /* SQLite prepared statements kept per connection,
                             * default 64 (0: none) */
+    CF_DB_WAL_LIMIT,       /* SQLite: a commit that finds the write-ahead log
+                            * (the -wal file) longer than this checkpoints it
+                            * and truncates it, default 16 MiB (at least
+                            * 64 KiB); see the guide for the bound it keeps */
 } cf_db_option;
 int cf_db_set(cf_app *app, cf_db_option option, int64_t value);
 

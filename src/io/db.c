@@ -56,6 +56,7 @@ static cf_db *db_config(cf_app *app)
         db->connect_timeout_ms = 10000;
         db->busy_timeout_ms = 5000;
         db->stmt_cache = 64;
+        db->wal_limit = 16 << 20;
         if (cf_app_attach_service(app, &cf__db_service, db) != 0)
             cf_setup_fail("too many I/O modules attached to the app");
     }
@@ -147,6 +148,11 @@ int cf_db_set(cf_app *app, cf_db_option option, int64_t value)
         if (value > 100000)
             return CF_EINVAL;
         db->stmt_cache = value;
+        return 0;
+    case CF_DB_WAL_LIMIT:
+        if (value < (1 << 16))
+            return CF_EINVAL;
+        db->wal_limit = value;
         return 0;
     }
     return CF_EINVAL;

@@ -29,7 +29,8 @@
  *
  * Every connection: extended result codes, that short busy timeout,
  * foreign keys on, synchronous=NORMAL (safe with WAL: a power cut may lose
- * the last commits, never the file), and a cache of prepared statements
+ * the last commits, never the file), a watch on the log's length that
+ * keeps it under CF_DB_WAL_LIMIT (db_sqlite_wal.c), and a cache of prepared statements
  * keyed by SQL text (least recently used goes first) that also keeps the
  * map from each parameter slot to its $N. WAL mode is set once when the
  * app is about to be served (sq_connect: it is a property of the file);
@@ -145,8 +146,7 @@ int cf__sq_conn_open(sq_db *s, sq_conn *c, char *msg, size_t cap)
     /* A pool thread waits only briefly for a lock; longer waits happen on
      * the loop (see sq_after), so lock waiters never occupy every pool
      * thread while the lock holder's next statement waits for one. */
-    sqlite3_busy_timeout(h, s->db->busy_timeout_ms < BUSY_SPIN_MS ? (int)s->db->busy_timeout_ms
-                                                                   : BUSY_SPIN_MS);
+    sqlite3_busy_timeout(h, cf__sq_spin_ms(s));
     const char *setup = s->memory ? "PRAGMA foreign_keys=ON"
                                   : "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL";
     char *e = NULL;
@@ -157,7 +157,12 @@ int cf__sq_conn_open(sq_db *s, sq_conn *c, char *msg, size_t cap)
         return CF_EDBCONN;
     }
     c->h = h;
-    return 0;
+    rc = cf__sq_wal_setup(s, c, msg, cap);
+    if (rc != 0) {
+        sqlite3_close(h);
+        c->h = NULL;
+    }
+    return rc;
 }
 
 static sq_conn *register_conn(sq_db *s)
