@@ -818,7 +818,7 @@ static inline cf_value cf_v_blob(const void *p, size_t n)
  * insert id. Belongs to the request. */
 typedef struct cf_rows cf_rows;
 
-/* Open the app's database from `url` (NULL: the DATABASE_URL environment
+/* Choose the app's database from `url` (NULL: the DATABASE_URL environment
  * variable):
  *   sqlite:///relative.db         relative to the current directory
  *   sqlite:////absolute/path.db   (a query such as ?mode=ro is passed to
@@ -826,17 +826,24 @@ typedef struct cf_rows cf_rows;
  *   sqlite://:memory:             one in-memory database per worker process,
  *                                 on a single connection (queries take turns)
  *   postgresql://user:pass@host:port/db?...   libpq's URI (postgres:// too)
- * Called at start-up, before cf_run; returns 0, or CF_EDBURL (missing or
- * malformed URL) / CF_EDBCONN (SQLite file cannot be opened) with the reason
- * on stderr. PostgreSQL connections open lazily in each worker. Opening
- * again replaces the previous database. */
+ * Called at set-up, before cf_run. Only the URL's syntax is checked here
+ * (CF_EDBURL, the reason on stderr): nothing connects until the app is
+ * served, so `./app --help` needs no database. cf_run (before it forks its
+ * workers) and cf_test_client_new then open it: a SQLite file that cannot
+ * be opened, a failed schema script or an unset DATABASE_URL stop the
+ * start there, with the reason on stderr (cf_run returns 1, the test
+ * client is NULL). PostgreSQL connections open lazily in each worker.
+ * Opening again replaces the previous database (and its pending scripts). */
 int cf_db_open(cf_app *app, const char *url);
-/* Run a schema script (several statements separated by ';') once at
- * start-up, blocking: on its own connection, not through the pools. Returns
- * 0 or a CF_E* code with the reason on stderr. Refused (CF_EPERM) inside a
- * handler. */
+/* A schema script (several statements separated by ';'), run once,
+ * blocking, on its own connection (not through the pools), when the app
+ * is about to be served (see cf_db_open), in the order given; returns 0
+ * (CF_EINVAL before cf_db_open). After that (the app already started) it
+ * runs at once and returns 0 or a CF_E* code with the reason on stderr.
+ * Refused (CF_EPERM) inside a handler. */
 int cf_db_exec_script(cf_app *app, const char *sql);
-/* "sqlite" or "postgresql" (NULL before cf_db_open). */
+/* "sqlite" or "postgresql" (NULL before cf_db_open, or when it was given
+ * NULL and DATABASE_URL is unset). */
 const char *cf_db_backend(const cf_app *app);
 
 /* Database options; set them before cf_run (before or after cf_db_open). */
@@ -847,6 +854,10 @@ typedef enum cf_db_option {
                             * then CF_ETIMEDOUT */
     CF_DB_STMT_CACHE,      /* SQLite prepared statements kept per connection,
                             * default 64 (0: none) */
+    CF_DB_WAL_LIMIT,       /* SQLite: a commit that finds the write-ahead log
+                            * (the -wal file) longer than this checkpoints it
+                            * and truncates it, default 16 MiB (at least
+                            * 64 KiB); see the guide for the bound it keeps */
 } cf_db_option;
 int cf_db_set(cf_app *app, cf_db_option option, int64_t value);
 
@@ -898,7 +909,11 @@ const void *cf_row_blob(cf_rows *r, size_t col, size_t *len);
  * objects (jsonify(rows)); new references. Integers become JSON integers,
  * reals reals, text strings, NULL null, blobs (SQLite BLOB, PostgreSQL
  * bytea) base64 strings (RFC 4648, with padding); PostgreSQL booleans
- * become true/false, json/jsonb columns embedded JSON, numeric reals. */
+ * become true/false, json/jsonb columns embedded JSON, numeric reals.
+ * Text that is not valid UTF-8 (SQLite keeps whatever bytes it was given)
+ * is still a string: each invalid sequence becomes U+FFFD, exactly as
+ * Python's bytes.decode("utf-8", errors="replace") does; cf_row_text and
+ * cf_row_blob give the bytes as stored. */
 json_t *cf_row_object(cf_rows *r);
 json_t *cf_rows_json(cf_rows *r);
 /* Rows changed by INSERT/UPDATE/DELETE (0 for other statements). */
@@ -957,10 +972,11 @@ typedef struct cf_queue_opts {
  *   sqlite:///relative.db, sqlite:////absolute/path.db
  *   redis://[[user]:password@]host[:port][/db]   Redis Streams (several
  *                                  machines); percent-encode the password
- * Creates the SQLite tables if needed / checks that Redis answers (AUTH,
- * SELECT, PING). 0, or
- * CF_EDBURL / CF_EDBCONN with the reason on stderr. Called implicitly by the
- * first cf_queue_handler. */
+ * Checks the URL: 0, or CF_EDBURL with the reason on stderr. When the app
+ * is about to be served (like cf_db_open: not at set-up, so --help needs
+ * no queue) it creates the SQLite tables if needed / checks that Redis
+ * answers (AUTH, SELECT, PING), or stops the start with the reason on
+ * stderr. Called implicitly by the first cf_queue_handler. */
 int cf_queue_open(cf_app *app, const char *url);
 /* Register the handler of job `name` (opts NULL: defaults). At start-up. */
 int cf_queue_handler(cf_app *app, const char *name, cf_job_fn fn, const cf_queue_opts *opts);

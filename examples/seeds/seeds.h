@@ -13,8 +13,9 @@ typedef struct seeds_config {
     int port;                  /* for the default upstreams (the app's mocks) */
 } seeds_config;
 
-/* The app with every route, its database opened and its schema in place;
- * NULL (with the reason on stderr) when the database cannot be opened. */
+/* The app with every route, its database and schema recorded (they are
+ * opened and created when the app is served, on SQLite or PostgreSQL);
+ * NULL (with the reason on stderr) when the database URL is malformed. */
 cf_app *seeds_app_new(const seeds_config *cfg);
 
 #endif

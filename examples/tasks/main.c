@@ -139,6 +139,8 @@ static int bench(long n)
             cf_queue_handler(app, "bench", bench_job, &(cf_queue_opts){.concurrency = 256});
         cf_route(app, "POST", "/start", bench_start);
         cf_test_client *tc = cf_test_client_new(app);
+        if (!tc)
+            return 1;
         double t0 = now_s();
         if (phase == 0) {
             cf_test_request(tc, "POST", "/start", NULL, NULL, 0);

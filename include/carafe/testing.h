@@ -18,6 +18,9 @@
 typedef struct cf_test_client cf_test_client;
 typedef struct cf_test_response cf_test_response;
 
+/* Starts the app like cf_run does: its database and queue connect and
+ * the schema scripts run (once per app); NULL, with the reason on stderr,
+ * when that fails. */
 cf_test_client *cf_test_client_new(cf_app *app);
 void cf_test_client_free(cf_test_client *tc); /* frees its responses too */
 /* headers: NULL-terminated array of "Name: value" strings, or NULL. Returns

@@ -26,6 +26,17 @@ int cf_app_attach_service(cf_app *app, const cf_service *svc, void *state)
     return 0;
 }
 
+int cf_app_services_prepare(cf_app *app)
+{
+    for (size_t i = 0; i < app->nservices; i++) {
+        const cf_service *svc = app->services[i].svc;
+        int rc = svc->prepare ? svc->prepare(app, app->services[i].state) : 0;
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 void cf_app_services_loop_start(cf_app *app)
 {
     for (size_t i = 0; i < app->nservices; i++)

@@ -1,8 +1,8 @@
 /*
  * db.c — the database front end: DATABASE_URL parsing and options, the
- * public query and transaction calls, the per-request state, and reading
- * results (cursor, typed getters, JSON). The backends (db_sqlite.c,
- * db_pg.c) run the statements; see db.h for how the pieces fit.
+ * public query and transaction calls and the per-request state (reading
+ * results is db_rows.c). The backends (db_sqlite.c, db_pg.c) run the
+ * statements; see db.h for how the pieces fit.
  *
  * A handler's view: cf_db_query starts a statement and awaits it; the
  * rows it returns live in the request. Errors are values: NULL with the
@@ -10,8 +10,6 @@
  */
 #include "io/db.h"
 
-#include <inttypes.h>
-#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,13 +28,16 @@ static const db_backend *backend_of(const cf_db *db)
 
 /* ---- set-up ------------------------------------------------------------- */
 
+static int db_prepare(cf_app *app, void *state);
 static void db_free(void *p);
 static void db_request_crashed(cf_req *rq, void *state);
 
-/* How the database plugs into the app: its state goes with the app, and a
- * request that crashed gives its connections back. */
+/* How the database plugs into the app: it connects when the app is about
+ * to be served, its state goes with the app, and a request that crashed
+ * gives its connections back. */
 const cf_service cf__db_service = {
     .name = "database",
+    .prepare = db_prepare,
     .request_crashed = db_request_crashed,
     .free = db_free,
 };
@@ -55,10 +56,35 @@ static cf_db *db_config(cf_app *app)
         db->connect_timeout_ms = 10000;
         db->busy_timeout_ms = 5000;
         db->stmt_cache = 64;
+        db->wal_limit = 16 << 20;
         if (cf_app_attach_service(app, &cf__db_service, db) != 0)
             cf_setup_fail("too many I/O modules attached to the app");
     }
     return cf__db_of(app);
+}
+
+static void drop_scripts(cf_db *db)
+{
+    for (size_t i = 0; i < db->nscripts; i++)
+        free(db->scripts[i]);
+    free(db->scripts);
+    db->scripts = NULL;
+    db->nscripts = 0;
+}
+
+/* Forget the database opened before (cf_db_open again replaces it). */
+static void db_reset(cf_db *db)
+{
+    const db_backend *be = backend_of(db);
+    if (be)
+        be->free(db);
+    db->be = NULL;
+    db->kind = DB_NONE;
+    db->url_unset = false;
+    db->ready = false;
+    drop_scripts(db);
+    free(db->display);
+    db->display = NULL;
 }
 
 static void db_free(void *p)
@@ -66,11 +92,37 @@ static void db_free(void *p)
     cf_db *db = p;
     if (!db)
         return;
-    const db_backend *be = backend_of(db);
-    if (be)
-        be->free(db);
-    free(db->display);
+    db_reset(db);
     free(db);
+}
+
+static const char url_examples[] =
+    "examples: sqlite:///app.db, sqlite:////var/lib/app/app.db, sqlite://:memory:, "
+    "postgresql://user:password@localhost:5432/app";
+
+/* The app is about to be served: open the database, run the scripts set-up
+ * recorded. Once: a second test client of the same app finds it ready. */
+static int db_prepare(cf_app *app, void *state)
+{
+    (void)app;
+    cf_db *db = state;
+    if (db->ready)
+        return 0;
+    if (db->url_unset) {
+        fprintf(stderr, "carafe: DATABASE_URL is not set; %s\n", url_examples);
+        return CF_EDBURL;
+    }
+    const db_backend *be = backend_of(db);
+    if (!be)
+        return 0;
+    int rc = be->connect ? be->connect(db) : 0;
+    for (size_t i = 0; rc == 0 && i < db->nscripts; i++)
+        rc = be->exec_script(db, db->scripts[i]);
+    if (rc != 0)
+        return rc;
+    drop_scripts(db);
+    db->ready = true;
+    return 0;
 }
 
 int cf_db_set(cf_app *app, cf_db_option option, int64_t value)
@@ -96,6 +148,11 @@ int cf_db_set(cf_app *app, cf_db_option option, int64_t value)
         if (value > 100000)
             return CF_EINVAL;
         db->stmt_cache = value;
+        return 0;
+    case CF_DB_WAL_LIMIT:
+        if (value < (1 << 16))
+            return CF_EINVAL;
+        db->wal_limit = value;
         return 0;
     }
     return CF_EINVAL;
@@ -128,23 +185,20 @@ int cf_db_open(cf_app *app, const char *url)
 {
     if (!app)
         return CF_EINVAL;
-    const char *from = url ? "the database URL" : "DATABASE_URL";
-    if (!url)
+    bool from_env = !url;
+    const char *from = from_env ? "DATABASE_URL" : "the database URL";
+    if (from_env)
         url = getenv("DATABASE_URL");
+    cf_db *db = db_config(app);
+    db_reset(db);
     if (!url || !*url) {
-        fprintf(stderr, "carafe: %s is not set; examples: sqlite:///app.db, "
-                        "sqlite:////var/lib/app/app.db, sqlite://:memory:, "
-                        "postgresql://user:password@localhost:5432/app\n", from);
+        if (from_env) { /* reported when the app is served: --help needs no database */
+            db->url_unset = true;
+            return 0;
+        }
+        fprintf(stderr, "carafe: %s is empty; %s\n", from, url_examples);
         return CF_EDBURL;
     }
-    cf_db *db = db_config(app);
-    const db_backend *old = backend_of(db);
-    if (old) {
-        old->free(db);
-        db->be = NULL;
-        db->kind = DB_NONE;
-    }
-    free(db->display);
     db->display = mask_url(url);
 
     const db_backend *be;
@@ -181,8 +235,9 @@ int cf_db_exec_script(cf_app *app, const char *sql)
 {
     if (!app || !sql)
         return CF_EINVAL;
-    const db_backend *be = backend_of(cf__db_of(app));
-    if (!be) {
+    cf_db *db = cf__db_of(app);
+    const db_backend *be = backend_of(db);
+    if (!be && !(db && db->url_unset)) {
         fprintf(stderr, "carafe: cf_db_exec_script before cf_db_open\n");
         return CF_EINVAL;
     }
@@ -190,7 +245,15 @@ int cf_db_exec_script(cf_app *app, const char *sql)
         fprintf(stderr, "carafe: cf_db_exec_script blocks: call it at start-up, not in a handler\n");
         return CF_EPERM;
     }
-    return be->exec_script(cf__db_of(app), sql);
+    if (db->ready)
+        return be->exec_script(db, sql);
+    char **more = realloc(db->scripts, (db->nscripts + 1) * sizeof *more);
+    char *copy = strdup(sql);
+    if (!more || !copy)
+        cf_setup_fail("out of memory");
+    db->scripts = more;
+    db->scripts[db->nscripts++] = copy;
+    return 0;
 }
 
 const char *cf_db_backend(const cf_app *app)
@@ -482,211 +545,3 @@ static int txn_call(cf_req *rq, int kind)
 int cf_db_begin(cf_req *rq) { return txn_call(rq, OP_BEGIN); }
 int cf_db_commit(cf_req *rq) { return txn_call(rq, OP_COMMIT); }
 int cf_db_rollback(cf_req *rq) { return txn_call(rq, OP_ROLLBACK); }
-
-/* ---- rows ------------------------------------------------------------------ */
-
-static const db_cell *cell(cf_rows *r, size_t col)
-{
-    if (!r || col >= r->ncols || r->nrows == 0)
-        return NULL;
-    size_t row = r->cur ? r->cur - 1 : 0;
-    if (row >= r->nrows)
-        return NULL;
-    return &r->cells[row * r->ncols + col];
-}
-
-bool cf_rows_next(cf_rows *r)
-{
-    if (!r || r->cur > r->nrows)
-        return false;
-    r->cur++;
-    return r->cur <= r->nrows;
-}
-
-size_t cf_rows_count(cf_rows *r) { return r ? r->nrows : 0; }
-size_t cf_rows_columns(cf_rows *r) { return r ? r->ncols : 0; }
-const char *cf_rows_name(cf_rows *r, size_t col) { return r && col < r->ncols ? r->names[col] : NULL; }
-int64_t cf_rows_affected(cf_rows *r) { return r ? r->affected : 0; }
-int64_t cf_rows_last_id(cf_rows *r) { return r ? r->last_id : 0; }
-
-long cf_rows_index(cf_rows *r, const char *name)
-{
-    for (size_t i = 0; r && name && i < r->ncols; i++)
-        if (strcmp(r->names[i], name) == 0)
-            return (long)i;
-    return -1;
-}
-
-bool cf_row_is_null(cf_rows *r, size_t col)
-{
-    const db_cell *c = cell(r, col);
-    return !c || c->type == CELL_NULL;
-}
-
-int64_t cf_row_int(cf_rows *r, size_t col)
-{
-    const db_cell *c = cell(r, col);
-    if (!c)
-        return 0;
-    switch (c->type) {
-    case CELL_INT:
-    case CELL_BOOL:
-        return c->v.i;
-    case CELL_REAL:
-        if (isnan(c->v.d))
-            return 0;
-        if (c->v.d >= 9.2233720368547758e18)
-            return INT64_MAX;
-        if (c->v.d <= -9.2233720368547758e18)
-            return INT64_MIN;
-        return (int64_t)c->v.d;
-    case CELL_TEXT:
-    case CELL_JSON:
-        return strtoll(c->v.s, NULL, 10);
-    default:
-        return 0;
-    }
-}
-
-double cf_row_real(cf_rows *r, size_t col)
-{
-    const db_cell *c = cell(r, col);
-    if (!c)
-        return 0.0;
-    switch (c->type) {
-    case CELL_INT:
-    case CELL_BOOL:
-        return (double)c->v.i;
-    case CELL_REAL:
-        return c->v.d;
-    case CELL_TEXT:
-    case CELL_JSON:
-        return strtod(c->v.s, NULL);
-    default:
-        return 0.0;
-    }
-}
-
-const char *cf_row_text(cf_rows *r, size_t col)
-{
-    const db_cell *c = cell(r, col);
-    if (!c)
-        return NULL;
-    switch (c->type) {
-    case CELL_INT:
-        return cf_sprintf(r->rq, "%" PRId64, c->v.i);
-    case CELL_BOOL:
-        return c->v.i ? "true" : "false";
-    case CELL_REAL:
-        return cf_sprintf(r->rq, "%.17g", c->v.d);
-    case CELL_TEXT:
-    case CELL_BLOB:
-    case CELL_JSON:
-        return c->v.s;
-    default:
-        return NULL;
-    }
-}
-
-const void *cf_row_blob(cf_rows *r, size_t col, size_t *len)
-{
-    const db_cell *c = cell(r, col);
-    const char *p = NULL;
-    size_t n = 0;
-    if (c && (c->type == CELL_TEXT || c->type == CELL_BLOB || c->type == CELL_JSON)) {
-        p = c->v.s;
-        n = c->len;
-    } else if (c && c->type != CELL_NULL) { /* a number: its text */
-        p = cf_row_text(r, col);
-        n = strlen(p);
-    }
-    if (len)
-        *len = n;
-    return p;
-}
-
-static json_t *base64(const unsigned char *p, size_t n)
-{
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t outlen = 4 * ((n + 2) / 3);
-    char *out = malloc(outlen + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0, i = 0;
-    for (; i + 2 < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        out[o++] = tab[v >> 18];
-        out[o++] = tab[(v >> 12) & 63];
-        out[o++] = tab[(v >> 6) & 63];
-        out[o++] = tab[v & 63];
-    }
-    if (i < n) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
-        out[o++] = tab[v >> 18];
-        out[o++] = tab[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-        out[o++] = '=';
-    }
-    json_t *s = json_stringn_nocheck(out, o);
-    free(out);
-    return s;
-}
-
-static json_t *cell_json(const db_cell *c)
-{
-    switch (c->type) {
-    case CELL_INT:
-        return json_integer(c->v.i);
-    case CELL_BOOL:
-        return json_boolean(c->v.i);
-    case CELL_REAL: {
-        json_t *j = json_real(c->v.d); /* NULL for NaN and infinities */
-        return j ? j : json_null();
-    }
-    case CELL_TEXT: {
-        /* Text that is not UTF-8 (SQLite does not check) cannot be a JSON
-         * string: it goes out as base64, like a blob. */
-        json_t *j = json_stringn(c->v.s, c->len);
-        return j ? j : base64((const unsigned char *)c->v.s, c->len);
-    }
-    case CELL_BLOB:
-        return base64((const unsigned char *)c->v.s, c->len);
-    case CELL_JSON: {
-        json_t *j = json_loadb(c->v.s, c->len, JSON_DECODE_ANY, NULL);
-        return j ? j : json_stringn(c->v.s, c->len);
-    }
-    default:
-        return json_null();
-    }
-}
-
-static json_t *row_object_at(cf_rows *r, size_t row)
-{
-    json_t *o = json_object();
-    if (!o)
-        return NULL;
-    const db_cell *cells = &r->cells[row * r->ncols];
-    for (size_t i = 0; i < r->ncols; i++) {
-        json_t *v = cell_json(&cells[i]);
-        json_object_set_new(o, r->names[i], v ? v : json_null());
-    }
-    return o;
-}
-
-json_t *cf_row_object(cf_rows *r)
-{
-    if (!r || r->nrows == 0)
-        return json_null();
-    size_t row = r->cur ? r->cur - 1 : 0;
-    if (row >= r->nrows)
-        return json_null();
-    return row_object_at(r, row);
-}
-
-json_t *cf_rows_json(cf_rows *r)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; a && r && i < r->nrows; i++)
-        json_array_append_new(a, row_object_at(r, i));
-    return a;
-}

@@ -24,14 +24,19 @@
 typedef enum { DB_NONE = 0, DB_SQLITE, DB_PG } db_kind;
 
 /* The app's database (the state of cf__db_service, attached to the app):
- * set up at start-up, read-only afterwards
- * except for the backend's own synchronised state. */
+ * recorded at set-up (cf_db_open checks only the URL's syntax), connected
+ * by the service's prepare hook when the app is about to be served, and
+ * read-only afterwards except for the backend's own synchronised state. */
 typedef struct cf_db {
     db_kind kind;
     uint64_t uid;        /* unique in the process; keys per-thread and per-loop state */
     char *display;       /* the URL with any password masked, for messages */
-    int64_t pool_size, connect_timeout_ms, busy_timeout_ms, stmt_cache;
+    int64_t pool_size, connect_timeout_ms, busy_timeout_ms, stmt_cache, wal_limit;
     void *be;            /* backend state */
+    bool url_unset;      /* cf_db_open(app, NULL) without DATABASE_URL: fails at start */
+    bool ready;          /* prepared: connected, scripts run */
+    char **scripts;      /* cf_db_exec_script before that, in order */
+    size_t nscripts;
 } cf_db;
 
 /* The database's service (db.c) and the app's database, NULL before set-up. */
@@ -117,8 +122,12 @@ struct db_ctx {
 typedef struct db_backend {
     const char *name;
     size_t op_size;
-    /* Start-up, blocking; they print their errors. */
+    /* Set-up: check the URL and record it, touching nothing (--help must
+     * work without a database). Prints its errors. */
     int (*open)(cf_db *db, const char *target);
+    /* Start (the prepare hook), blocking; they print their errors. connect
+     * may be NULL: there is nothing to check before the first statement. */
+    int (*connect)(cf_db *db);
     int (*exec_script)(cf_db *db, const char *sql);
     void (*free)(cf_db *db);
     /* Loop thread. start runs q and calls cf_db_finish when done. cancel:

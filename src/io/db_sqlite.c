@@ -29,10 +29,12 @@
  *
  * Every connection: extended result codes, that short busy timeout,
  * foreign keys on, synchronous=NORMAL (safe with WAL: a power cut may lose
- * the last commits, never the file), and a cache of prepared statements
+ * the last commits, never the file), a watch on the log's length that
+ * keeps it under CF_DB_WAL_LIMIT (db_sqlite_wal.c), and a cache of prepared statements
  * keyed by SQL text (least recently used goes first) that also keeps the
  * map from each parameter slot to its $N. WAL mode is set once when the
- * database is opened (it is a property of the file).
+ * app is about to be served (sq_connect: it is a property of the file);
+ * cf_db_open only checks the URL.
  *
  * Results are built on the pool thread into a per-statement arena whose
  * first block comes from the request and whose further blocks are freed
@@ -144,8 +146,7 @@ int cf__sq_conn_open(sq_db *s, sq_conn *c, char *msg, size_t cap)
     /* A pool thread waits only briefly for a lock; longer waits happen on
      * the loop (see sq_after), so lock waiters never occupy every pool
      * thread while the lock holder's next statement waits for one. */
-    sqlite3_busy_timeout(h, s->db->busy_timeout_ms < BUSY_SPIN_MS ? (int)s->db->busy_timeout_ms
-                                                                   : BUSY_SPIN_MS);
+    sqlite3_busy_timeout(h, cf__sq_spin_ms(s));
     const char *setup = s->memory ? "PRAGMA foreign_keys=ON"
                                   : "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL";
     char *e = NULL;
@@ -156,7 +157,12 @@ int cf__sq_conn_open(sq_db *s, sq_conn *c, char *msg, size_t cap)
         return CF_EDBCONN;
     }
     c->h = h;
-    return 0;
+    rc = cf__sq_wal_setup(s, c, msg, cap);
+    if (rc != 0) {
+        sqlite3_close(h);
+        c->h = NULL;
+    }
+    return rc;
 }
 
 static sq_conn *register_conn(sq_db *s)
@@ -544,7 +550,6 @@ static int sq_open(cf_db *db, const char *target)
     pthread_mutex_init(&s->mu, NULL);
     s->db = db;
     s->flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-    char m[600];
     if (!*target || strcmp(target, ":memory:") == 0 || strcmp(target, "/:memory:") == 0) {
         s->memory = true;
         s->path = strdup(":memory:");
@@ -552,8 +557,6 @@ static int sq_open(cf_db *db, const char *target)
         s->mem = calloc(1, sizeof *s->mem);
         if (!s->path || !s->shown || !s->mem)
             return open_fail(db, s, CF_ENOMEM, "%s", "out of memory");
-        if (cf__sq_conn_open(s, s->mem, m, sizeof m) != 0)
-            return open_fail(db, s, CF_EDBCONN, "%s", m);
         db->be = s;
         return 0;
     }
@@ -610,22 +613,38 @@ static int sq_open(cf_db *db, const char *target)
         if (!s->path)
             return open_fail(db, s, CF_ENOMEM, "%s", "out of memory");
     }
-    /* Open once now: a wrong path fails at start-up, not at the first
-     * request, and WAL mode (a property of the file) is set here. */
-    sq_conn probe = {0};
-    if (cf__sq_conn_open(s, &probe, m, sizeof m) != 0)
-        return open_fail(db, s, CF_EDBCONN, "%s", m);
-    if (!sqlite3_db_readonly(probe.h, "main")) {
-        char *e = NULL;
-        if (sqlite3_exec(probe.h, "PRAGMA journal_mode=WAL", NULL, NULL, &e) != SQLITE_OK) {
-            snprintf(m, sizeof m, "cannot use SQLite database %s: %s", s->shown, e ? e : "?");
-            sqlite3_free(e);
-            conn_close(&probe);
-            return open_fail(db, s, CF_EDBCONN, "%s", m);
+    db->be = s;
+    return 0;
+}
+
+/* When the app is about to be served: open the file once, so a wrong path
+ * fails at start, not at the first request, and set WAL mode (a property
+ * of the file). The in-memory database's one connection opens here. */
+static int sq_connect(cf_db *db)
+{
+    sq_db *s = db->be;
+    char m[600];
+    if (s->memory) {
+        if (!s->mem->h && cf__sq_conn_open(s, s->mem, m, sizeof m) != 0) {
+            fprintf(stderr, "carafe: %s\n", m);
+            return CF_EDBCONN;
         }
+        return 0;
+    }
+    sq_conn probe = {0};
+    if (cf__sq_conn_open(s, &probe, m, sizeof m) != 0) {
+        fprintf(stderr, "carafe: %s\n", m);
+        return CF_EDBCONN;
+    }
+    char *e = NULL;
+    if (!sqlite3_db_readonly(probe.h, "main") &&
+        sqlite3_exec(probe.h, "PRAGMA journal_mode=WAL", NULL, NULL, &e) != SQLITE_OK) {
+        fprintf(stderr, "carafe: cannot use SQLite database %s: %s\n", s->shown, e ? e : "?");
+        sqlite3_free(e);
+        conn_close(&probe);
+        return CF_EDBCONN;
     }
     conn_close(&probe);
-    db->be = s;
     return 0;
 }
 
@@ -665,6 +684,7 @@ const db_backend cf_db_sqlite_backend = {
     .name = "sqlite",
     .op_size = sizeof(sq_op),
     .open = sq_open,
+    .connect = sq_connect,
     .exec_script = sq_exec_script,
     .free = sq_free,
     .start = sq_start,

@@ -1,6 +1,7 @@
 /*
  * db_sqlite_int.h — what the SQLite backend's files share (db_sqlite.c,
- * db_sqlite_stmt.c): its state and the functions one calls in the other.
+ * db_sqlite_stmt.c, db_sqlite_wal.c): its state and the functions one
+ * calls in the other.
  */
 #ifndef CF_IO_DB_SQLITE_INT_H
 #define CF_IO_DB_SQLITE_INT_H
@@ -32,6 +33,8 @@ struct sq_conn {
     sq_stmt *cache;
     size_t ncache;
     uint64_t tick;
+    int wal_frames;     /* pages in the log after this connection's last commit */
+    int64_t wal_max_frames; /* CF_DB_WAL_LIMIT in pages: past it, checkpoint */
     sq_conn *next_all, *next_free;
 };
 
@@ -45,6 +48,10 @@ typedef struct sq_db {
     sq_conn *all, *free;
     sq_conn *mem;       /* in-memory: the only connection */
     sq_lane mem_lane;
+    /* The log's bound (db_sqlite_wal.c), shared by the pool threads. */
+    atomic_bool ckpt_running;          /* a thread of this process checkpoints */
+    _Atomic uint64_t ckpt_not_before;  /* ms: pause after a failed one */
+    unsigned ckpt_pause_ms;            /* that pause (under ckpt_running) */
 } sq_db;
 
 typedef struct sq_op {
@@ -77,5 +84,13 @@ int cf__sq_conn_open(sq_db *s, sq_conn *c, char *msg, size_t cap);
 sq_conn *cf__sq_tls_conn(sq_db *s, uint64_t uid);
 void cf__sq_run(sq_op *op, sq_conn *c, const char *sql, const cf_value *params, size_t n);
 void cf__sq_sq_work(uv_work_t *w);
+/* How long a pool thread waits for a lock itself (sqlite3_busy_timeout). */
+int cf__sq_spin_ms(const sq_db *s);
+/* A new connection: watch the log's length (its WAL hook) and limit it
+ * (journal_size_limit). 0, or CF_EDBCONN with the reason in msg. */
+int cf__sq_wal_setup(sq_db *s, sq_conn *c, char *msg, size_t cap);
+/* After a statement on c (pool thread): checkpoint and truncate the log
+ * when c's last commit found it past CF_DB_WAL_LIMIT. */
+void cf__sq_wal_bound(sq_db *s, sq_conn *c);
 
 #endif

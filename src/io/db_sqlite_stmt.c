@@ -345,4 +345,6 @@ void cf__sq_sq_work(uv_work_t *w)
                                    "use cf_db_begin and cf_db_commit");
     }
     sqlite3_progress_handler(c->h, 0, NULL, NULL);
+    if (sqlite3_get_autocommit(c->h)) /* not inside a transaction: it would hold the log */
+        cf__sq_wal_bound(op->s, c);
 }

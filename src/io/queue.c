@@ -114,7 +114,8 @@ int cf_queue_open(cf_app *app, const char *url)
     } else {
         path = default_path(app);
     }
-    return cf__queue_sqlite_open(app, path);
+    cf__queue_sqlite_open(app, path);
+    return 0;
 }
 
 static q_handler *find_handler(cf_queue *q, const char *name, size_t *idx)
@@ -213,6 +214,19 @@ static void queue_free(void *p)
     free(q);
 }
 
+/* The app is about to be served: reach the store (cf_queue_open only
+ * recorded it, so --help works without one). */
+static int svc_prepare(cf_app *app, void *state)
+{
+    (void)app;
+    cf_queue *q = state;
+    if (q->ready)
+        return 0;
+    int rc = q->kind == Q_REDIS ? cf__queue_redis_prepare(q) : cf__queue_sqlite_prepare(q);
+    q->ready = rc == 0;
+    return rc;
+}
+
 static void svc_loop_start(cf_app *app, void *state)
 {
     (void)state;
@@ -226,10 +240,12 @@ static void svc_loop_stop(cf_app *app, void *state)
     cf_queue_loop_stop();
 }
 
-/* How the queue plugs into the app: its consumer runs on every loop that
- * serves the app, and goes with the app. */
+/* How the queue plugs into the app: its store is reached when the app is
+ * about to be served, its consumer runs on every loop that serves the
+ * app, and it goes with the app. */
 const cf_service cf__queue_service = {
     .name = "task queue",
+    .prepare = svc_prepare,
     .loop_start = svc_loop_start,
     .loop_stop = svc_loop_stop,
     .free = queue_free,

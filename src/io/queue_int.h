@@ -58,6 +58,7 @@ typedef struct cf_queue {
     pthread_mutex_t wmu;
     struct sqlite3 **idle; /* SQLite: idle connections (under mu) */
     size_t nidle, cap;
+    bool ready; /* the store was reached and its tables exist (prepare) */
 } cf_queue;
 
 /* The queue's service (queue.c): its state is the app's cf_queue. */
@@ -139,9 +140,12 @@ int cf__queue_op_await(cf_req *rq, q_op *op);
 
 /* ---- the SQLite store (queue_sqlite.c) ---------------------------------- */
 
-/* Use the SQLite file at path (taken; freed on failure) as the app's
- * queue, creating its tables: 0 or CF_EDBCONN. */
-int cf__queue_sqlite_open(cf_app *app, char *path);
+/* Use the SQLite file at path (taken) as the app's queue: recorded only,
+ * the file is opened by cf__queue_sqlite_prepare. */
+void cf__queue_sqlite_open(cf_app *app, char *path);
+/* When the app is about to be served: open the file and create the
+ * tables, blocking: 0 or CF_EDBCONN (the reason on stderr). */
+int cf__queue_sqlite_prepare(cf_queue *q);
 /* Close the pool's idle connections. */
 void cf__queue_sqlite_close_idle(cf_queue *q);
 /* Run a q_op on the calling thread (a pool thread, or blocking): 0 or an
@@ -151,8 +155,11 @@ int cf__queue_op_run(void *arg);
 /* ---- the Redis Streams store (queue_redis.c) ---------------------------- */
 
 /* Use redis://... as the app's queue (from: how to name the URL in
- * messages): 0, CF_EDBURL or CF_EDBCONN. */
+ * messages): 0 or CF_EDBURL; the URL is only checked and recorded. */
 int cf__queue_redis_open(cf_app *app, const char *url, const char *from);
+/* When the app is about to be served: check that Redis answers (AUTH,
+ * SELECT, PING) on a blocking connection: 0 or CF_EDBCONN. */
+int cf__queue_redis_prepare(cf_queue *q);
 /* Run a q_op on this loop's connection and wait. */
 int cf__queue_redis_op(cf_req *rq, q_op *op);
 /* Jobs in the queue, on a blocking connection of its own; -1 on error. */

@@ -5,9 +5,9 @@
  *
  * Each loop has one asynchronous connection (hiredis on libuv), opened on
  * first use; a task sends a command and awaits the reply, which is copied
- * into its request. Checking the URL (cf_queue_open) and counting the jobs
- * for the test client (cf_queue_count_sync) use a blocking connection of
- * their own.
+ * into its request. Checking that the server answers (when the app is
+ * about to be served) and counting the jobs for the test client
+ * (cf_queue_count_sync) use a blocking connection of their own.
  *
  * Keys (in the URL's database):
  *   cf:q:s:<name>   a stream per job name, consumer group "cf"; an entry has
@@ -118,36 +118,37 @@ int cf__queue_redis_open(cf_app *app, const char *url, const char *from)
         free(pass);
         return CF_EDBURL;
     }
-    char host[256];
-    memcpy(host, p, hlen);
-    host[hlen] = 0;
-    struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout(host, port, tv);
-    char err[256];
-    const char *why = !c     ? "out of memory"
-                      : c->err ? c->errstr
-                               : redis_sync_setup(c, user, pass, db, err, sizeof err);
-    if (why)
-        fprintf(stderr, "carafe: cannot use the task queue redis://%s%s%s:%d/%d: %s\n",
-                user ? user : "", pass ? ":***@" : "", host, port, db, why);
-    if (c)
-        redisFree(c);
-    if (why) {
-        free(user);
-        free(pass);
-        return CF_EDBCONN;
-    }
     cf_queue *q = cf__queue_of(app);
     free(q->rhost);
     free(q->ruser);
     free(q->rpass);
-    q->rhost = cf__queue_xstrdup(host);
+    q->rhost = strndup(p, hlen);
+    if (!q->rhost)
+        abort();
     q->rport = port;
     q->rdb = db;
     q->ruser = user;
     q->rpass = pass;
     q->kind = Q_REDIS;
+    q->ready = false;
     return 0;
+}
+
+int cf__queue_redis_prepare(cf_queue *q)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout(q->rhost, q->rport, tv);
+    char err[256];
+    const char *why = !c     ? "out of memory"
+                      : c->err ? c->errstr
+                               : redis_sync_setup(c, q->ruser, q->rpass, q->rdb, err, sizeof err);
+    if (why)
+        fprintf(stderr, "carafe: cannot use the task queue redis://%s%s%s:%d/%d: %s\n",
+                q->ruser ? q->ruser : "", q->rpass ? ":***@" : "", q->rhost, q->rport, q->rdb,
+                why);
+    if (c)
+        redisFree(c);
+    return why ? CF_EDBCONN : 0;
 }
 
 /* A reply copied into the request (hiredis frees its own after the callback). */

@@ -105,26 +105,30 @@ void cf__queue_sqlite_close_idle(cf_queue *q)
 
 /* ---- set-up ------------------------------------------------------------- */
 
-int cf__queue_sqlite_open(cf_app *app, char *path)
+void cf__queue_sqlite_open(cf_app *app, char *path)
+{
+    cf_queue *q = cf__queue_of(app);
+    cf__queue_sqlite_close_idle(q);
+    free(q->path);
+    q->path = path;
+    q->kind = Q_SQLITE;
+    q->ready = false;
+}
+
+int cf__queue_sqlite_prepare(cf_queue *q)
 {
     char err[256];
-    sqlite3 *db = conn_open(path, err, sizeof err);
+    sqlite3 *db = conn_open(q->path, err, sizeof err);
     if (db && sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK) {
         snprintf(err, sizeof err, "%s", sqlite3_errmsg(db));
         sqlite3_close(db);
         db = NULL;
     }
     if (!db) {
-        fprintf(stderr, "carafe: cannot open the task queue %s: %s\n", path, err);
-        free(path);
+        fprintf(stderr, "carafe: cannot open the task queue %s: %s\n", q->path, err);
         return CF_EDBCONN;
     }
     sqlite3_close(db); /* workers open their own (after fork) */
-    cf_queue *q = cf__queue_of(app);
-    cf__queue_sqlite_close_idle(q);
-    free(q->path);
-    q->path = path;
-    q->kind = Q_SQLITE;
     return 0;
 }
 

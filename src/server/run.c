@@ -31,6 +31,11 @@ int cf_run(cf_app *app, int argc, char **argv)
         snprintf(where, sizeof where, "the task queue only (--queue-only, no HTTP)");
     if (cf_drop_privileges(&o) != 0)
         return 1;
+    /* The database and queue connect now, not at set-up (so --help works
+     * without them), once, before the workers exist: schema scripts run a
+     * single time and a failure stops the server instead of a restart loop. */
+    if (cf_app_services_prepare(app) != 0)
+        return 1;
     cf_metrics *metrics = o.metrics_path ? cf_metrics_new(app, 2 * o.workers) : NULL;
     fprintf(stderr, "carafe: serving on %s (%d worker%s, master pid %d)%s\n", where, o.workers,
             o.workers == 1 ? "" : "s", (int)getpid(),

@@ -117,6 +117,8 @@ cf_test_client *cf_test_client_new(cf_app *app)
         fprintf(stderr, "carafe: one test client (or server) per thread at a time\n");
         return NULL;
     }
+    if (cf_app_services_prepare(app) != 0) /* connect the database, ...: the reason is on stderr */
+        return NULL;
     cf_test_client *tc = calloc(1, sizeof *tc);
     if (!tc)
         return NULL;

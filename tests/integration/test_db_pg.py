@@ -3,12 +3,8 @@ test_db_pg.py — the database layer over real sockets, against a real
 PostgreSQL server this script starts itself (and, for the parts that apply
 to both backends, against a SQLite file):
 
-  - a private server: initdb into a temporary directory, pg_ctl start on
-    127.0.0.1 with a free port and its Unix socket in that directory (as the
-    postgres user when run as root: the server refuses root), stopped and
-    removed at the end. If the PostgreSQL binaries are absent (package
-    postgresql, see scripts/install-deps) the PostgreSQL part is skipped
-    with a message;
+  - a private server (pg.py), stopped and removed at the end; without the
+    PostgreSQL binaries the PostgreSQL part is skipped with a message;
   - CRUD, NULLs, unicode, 1 MiB values, types (bool, json, numeric, bytea),
     error codes (unique, foreign key, NOT NULL, CHECK, syntax, unknown
     table/column, parameter count, statement timeout);
@@ -37,13 +33,10 @@ to both backends, against a SQLite file):
     a clear error for a name that does not exist;
   - no sanitizer findings in the app's output (ASan builds).
 """
-import glob
 import json
 import os
-import pwd
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -53,6 +46,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 from harness import Conn, check, eq, request_bytes  # noqa: E402
+from pg import SKIP, Postgres  # noqa: E402
 
 
 def get(srv, path, timeout=10.0):
@@ -68,73 +62,6 @@ def post_json(srv, path, obj):
     body = json.dumps(obj).encode()
     r = H.http(srv.port, "POST", path, headers={"Content-Type": "application/json"}, body=body)
     return r.status, json.loads(r.body)
-
-
-# --------------------------------------------------------------------------
-# A private PostgreSQL server
-# --------------------------------------------------------------------------
-
-class Postgres:
-    def __init__(self):
-        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-        self.bin = os.path.dirname(bins[-1]) if bins else None
-        self.dir = None
-        self.port = None
-        self.user = None
-
-    def available(self):
-        return self.bin is not None and os.path.exists(os.path.join(self.bin, "pg_ctl"))
-
-    def _run(self, *argv, check_rc=True, timeout=60):
-        cmd = list(argv)
-        if self.user:  # the server refuses to run as root
-            cmd = ["runuser", "-u", self.user, "--"] + cmd
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
-        if check_rc and p.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout.decode()}"
-                                 f"\n{self.log()}")
-        return p.returncode
-
-    def log(self):
-        try:
-            with open(os.path.join(self.dir, "server.log")) as f:
-                return f.read()[-3000:]
-        except OSError:
-            return ""
-
-    def start(self):
-        self.dir = tempfile.mkdtemp(prefix="cf-pg-")
-        if os.geteuid() == 0:
-            try:
-                pw = pwd.getpwnam("postgres")
-            except KeyError:
-                raise AssertionError("running as root and there is no postgres user to run the server")
-            self.user = "postgres"
-            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-        self._run(os.path.join(self.bin, "initdb"), "-D", os.path.join(self.dir, "data"),
-                  "-A", "trust", "-U", "postgres", "-N", "-E", "UTF8", "--locale=C.UTF-8")
-        self.port = H.free_port()
-        self.ctl("start")
-
-    def ctl(self, action, check_rc=True):
-        opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                f"-c max_connections=50")
-        args = [os.path.join(self.bin, "pg_ctl"), "-D", os.path.join(self.dir, "data"),
-                "-l", os.path.join(self.dir, "server.log"), "-w", "-t", "30"]
-        if action in ("start", "restart"):
-            args += ["-o", opts]
-        if action in ("stop", "restart"):
-            args += ["-m", "fast"]
-        return self._run(*args, action, check_rc=check_rc)
-
-    def url(self):
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def stop(self):
-        if self.dir:
-            self.ctl("stop", check_rc=False)
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
 
 
 # --------------------------------------------------------------------------
@@ -548,8 +475,7 @@ def main():
         srv = None
 
         if not pgs.available():
-            print("SKIP postgresql part: no /usr/lib/postgresql/*/bin/initdb "
-                  "(install the postgresql package: scripts/install-deps)")
+            print(SKIP)
         else:
             print(f"== postgresql ({pgs.bin})")
             pgs.start()

@@ -3,10 +3,14 @@ test_seeds.py — examples/seeds over real sockets, as a new user would try
 it: every endpoint of issue 7 with a real HTTP client, the fetching
 endpoints against a local upstream with 400 ms delays (the calls must
 overlap), 200 concurrent /api/data on one worker in about 2 s, the
-background task's log line, and data that survives a restart.
+background task's log line, data that survives a restart, and a query
+that fails (a rule the app does not know, whose message quotes the row)
+answered with the app's plain 500 page, the message only in the log with
+--debug. test_seeds_pg.py runs the database tests on PostgreSQL.
 """
 import json
 import os
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -27,9 +31,21 @@ URLS = f"{up.url('/delay?ms=400&id=a')},{up.url('/delay?ms=400&id=b')}"
 srv = None
 
 
-def start(urls=URLS, name="seeds"):
-    s = H.Server(SEEDS, env={"DATABASE_URL": DB, "UPSTREAM_URLS": urls}, name=name)
+def start(urls=URLS, name="seeds", args=()):
+    s = H.Server(SEEDS, args=args, env={"DATABASE_URL": DB, "UPSTREAM_URLS": urls}, name=name)
     return s.start()
+
+
+def forbid_sqlite(word):
+    """Inserting an item called `word` fails, with a message that quotes the
+    row the way PostgreSQL's "Failing row contains (...)" does."""
+    with sqlite3.connect(DB[len("sqlite:///"):]) as c:
+        c.execute(f"CREATE TRIGGER IF NOT EXISTS cf_forbid BEFORE INSERT ON items "
+                  f"WHEN NEW.name = '{word}' "
+                  f"BEGIN SELECT RAISE(ABORT, 'Failing row contains ({word})'); END")
+
+
+FORBID = forbid_sqlite  # test_seeds_pg.py puts PostgreSQL's in
 
 
 def url(path):
@@ -182,8 +198,23 @@ def t_users():
     H.check(body["user"] in users, "listed")
 
 
-def t_start_task_and_restart():
-    global srv
+def t_failed_query_is_a_generic_500():
+    secret = "kettle-of-user-42"
+    FORBID(secret)
+    r = requests.post(url("/items"), json={"name": secret}, timeout=T)
+    H.eq((r.status_code, r.text), (500, "500 error"), "the app's 500 page, no database message")
+    dbg = start(name="seeds-debug", args=["--debug"])
+    try:
+        r = requests.post(dbg.url("/items"), json={"name": secret}, timeout=T)
+        H.eq((r.status_code, r.text), (500, "500 error"), "--debug: the app's page still answers")
+        dbg.wait_stderr("Failing row contains")
+        H.check(secret in dbg.stderr(), "--debug: the message is in the server's log")
+    finally:
+        H.stop_and_check(dbg)
+    H.check(secret not in srv.stderr(), "not logged without --debug")
+
+
+def t_start_task():
     t0 = time.monotonic()
     r = requests.get(url("/start-task"), timeout=T)
     H.eq((r.status_code, r.json()), (200, {"message": "Task started"}), "start-task")
@@ -195,7 +226,10 @@ def t_start_task_and_restart():
     took = time.monotonic() - t0
     H.check("Background task completed" in srv.stderr(), "the task's log line")
     H.check(4.8 < took < 7, f"the task took {took:.1f} s")
-    # Data persists across restarts.
+
+
+def t_data_survives_a_restart():
+    global srv
     requests.post(url("/add-user"), json={"name": "Keep", "email": "keep@example.com"}, timeout=T)
     H.stop_and_check(srv, expect_status=0)
     srv = start()

@@ -4,12 +4,16 @@
  * in a temporary directory:
  *   - DATABASE_URL parsing: missing, unknown scheme, malformed sqlite and
  *     postgresql URLs, a file that cannot be opened, relative paths,
- *     :memory:, the environment variable; WAL mode is set on the file;
+ *     :memory:, the environment variable; nothing is opened at set-up:
+ *     an unset DATABASE_URL, a file that cannot be opened and a failing
+ *     schema script stop the start (cf_app_services_prepare, the test
+ *     client), not cf_db_open; WAL mode is set on the file;
  *   - CRUD over JSON: INSERT ... RETURNING and cf_rows_last_id, SELECT one
  *     row (cf_row_object) and all (cf_rows_json), UPDATE/DELETE with
  *     cf_rows_affected, 404 when nothing matched, 409 on a duplicate;
  *   - NULL handling in every getter and in JSON; ints, reals, text, blobs
- *     (base64 in JSON); unicode text byte for byte; a 1 MiB text value;
+ *     (base64 in JSON); unicode text byte for byte; a 1 MiB text value
+ *     (text that is not UTF-8: test_db_text.c);
  *   - error codes: unique, foreign key, NOT NULL, CHECK, syntax, unknown
  *     table/column, wrong parameter count, named parameters, two
  *     statements in one query, busy timeout (a lock held elsewhere);
@@ -34,6 +38,7 @@
 #include <carafe.h>
 
 #include "app/req.h" /* cf_req_cancel: what a transport calls when the client is gone */
+#include "app/service.h" /* cf_app_services_prepare: what cf_run does before serving */
 #include "check.h"
 
 #include <sqlite3.h>
@@ -506,8 +511,13 @@ static void test_urls(void)
 {
     cf_app *app = cf_app_new();
     unsetenv("DATABASE_URL");
-    CHECK_INT(cf_db_open(app, NULL), CF_EDBURL);
+    /* Unset: fine at set-up (--help needs no database), an error once the
+     * app is to be served. */
+    CHECK_INT(cf_db_open(app, NULL), 0);
     CHECK(cf_db_backend(app) == NULL);
+    CHECK_INT(cf_db_exec_script(app, "SELECT 1"), 0);
+    CHECK_INT(cf_app_services_prepare(app), CF_EDBURL);
+    CHECK(cf_test_client_new(app) == NULL);
     CHECK_INT(cf_db_open(app, ""), CF_EDBURL);
     CHECK_INT(cf_db_open(app, "mysql://u@h/db"), CF_EDBURL);
     CHECK_INT(cf_db_open(app, "app.db"), CF_EDBURL);
@@ -518,7 +528,10 @@ static void test_urls(void)
     CHECK_INT(cf_db_open(app, "postgresql://u@h/db?nosuchoption=1"), CF_EDBURL);
     CHECK_INT(cf_db_open(app, "postgresql://u:secret@h:notaport/db"), 0); /* libpq checks ports late */
     CHECK_STR(cf_db_backend(app), "postgresql");
-    CHECK_INT(cf_db_open(app, "sqlite:////nonexistent-dir-cf/x.db"), CF_EDBCONN);
+    CHECK_INT(cf_db_open(app, "sqlite:////nonexistent-dir-cf/x.db"), 0); /* the syntax only */
+    CHECK_STR(cf_db_backend(app), "sqlite");
+    CHECK_INT(cf_app_services_prepare(app), CF_EDBCONN); /* the file: when served */
+    CHECK_INT(cf_db_open(app, "app.db"), CF_EDBURL);
     CHECK(cf_db_backend(app) == NULL);
     CHECK_INT(cf_db_exec_script(app, "SELECT 1"), CF_EINVAL);
     CHECK_INT(cf_db_open(app, "sqlite://:memory:"), 0);
@@ -537,10 +550,25 @@ static void test_urls(void)
     CHECK_INT(chdir(cwd), 0);
     char path[256];
     snprintf(path, sizeof path, "%s/rel name.db", dir);
-    CHECK(access(path, F_OK) == 0);
     CHECK_INT(cf_db_exec_script(app, "CREATE TABLE t(x); INSERT INTO t VALUES (1);"), 0);
+    CHECK(access(path, F_OK) != 0); /* nothing opened at set-up */
+    CHECK_INT(cf_app_services_prepare(app), 0);
+    CHECK(access(path, F_OK) == 0);
+    CHECK_INT(cf_app_services_prepare(app), 0); /* once: the script does not run again */
+    /* Once started, a script runs at once and says how it went. */
     CHECK_INT(cf_db_exec_script(app, "INSERT INTO t VALUES (2); SELEKT"), CF_EDBSYNTAX);
     unsetenv("DATABASE_URL");
+    {
+        /* A script that fails stops the start. */
+        cf_app *app2 = cf_app_new();
+        char url2[300];
+        snprintf(url2, sizeof url2, "sqlite:///%s", path);
+        CHECK_INT(cf_db_open(app2, url2), 0);
+        CHECK_INT(cf_db_exec_script(app2, "SELEKT"), 0);
+        CHECK(cf_test_client_new(app2) == NULL);
+        CHECK_INT(cf_app_services_prepare(app2), CF_EDBSYNTAX);
+        cf_app_free(app2);
+    }
     /* WAL is a property of the file now. */
     sqlite3 *h = NULL;
     CHECK_INT(sqlite3_open(path, &h), SQLITE_OK);

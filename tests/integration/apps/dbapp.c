@@ -318,7 +318,8 @@ int main(int argc, char **argv)
         cf_db_set(app, CF_DB_CONNECT_TIMEOUT, atoi(cto));
     if (cf_db_open(app, NULL) != 0)
         return 2;
-    pg = strcmp(cf_db_backend(app), "postgresql") == 0;
+    /* Unset DATABASE_URL: no backend yet, cf_run says so when it starts. */
+    pg = cf_db_backend(app) && strcmp(cf_db_backend(app), "postgresql") == 0;
     const char *schema =
         pg ? "DROP TABLE IF EXISTS notes; DROP TABLE IF EXISTS items;"
              "CREATE TABLE items(id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, email TEXT UNIQUE,"
