@@ -270,6 +270,21 @@ int cf_route_set_cors(cf_route *route, const cf_cors_opts *opts);
  * credentials should let it through (browsers send none with it). */
 bool cf_cors_preflight(cf_req *rq);
 
+/* Response compression, on by default: gzip or brotli as the request's
+ * Accept-Encoding prefers (q-values; brotli on a tie; none without the
+ * header), for bodies of compressible types (text/..., JSON, JavaScript,
+ * XML, SVG, ...) of at least CF_OPT_COMPRESS_MIN_SIZE bytes. Streams and
+ * event streams too: each write is flushed, so each event arrives when it
+ * is sent. Never for a 206, a body that has a Content-Encoding already,
+ * Cache-Control: no-transform, or HEAD. Such responses carry
+ * Vary: Accept-Encoding whether compressed or not, and a compressed one's
+ * ETag gets "-gzip" or "-br" inside its quotes. Files with a precompressed
+ * copy beside them (style.css.br, style.css.gz) are sent as that copy.
+ * Off or on for an app or a group (nearest wins; a route with
+ * cf_route_set(route, CF_OPT_COMPRESS, 0 or 1)); set it up before cf_run. */
+#define cf_compress(app_or_group, on) cf_compress_set(CF_GROUP(app_or_group), on)
+void cf_compress_set(cf_group *group, bool on);
+
 /* Logging: one line per call on stderr, written whole (lines of several
  * workers do not interleave):
  *   2026-11-21T23:50:01.123Z INFO 4242 9f2c3a1b0d4e5f60 message
@@ -318,6 +333,11 @@ typedef enum cf_option {
     CF_OPT_MAX_FIELD_SIZE,     /* one plain field, default 512 KiB */
     CF_OPT_MAX_FILE_SIZE,      /* one file, default 0: the body's limit */
     CF_OPT_MAX_PART_HEADER,    /* one part's header block, default 8 KiB */
+    /* response compression (see cf_compress) */
+    CF_OPT_COMPRESS,           /* 1 (default): on; 0: off (per route too) */
+    CF_OPT_COMPRESS_MIN_SIZE,  /* smaller bodies go as they are, default 512 */
+    CF_OPT_GZIP_LEVEL,         /* 1..9, default 6 */
+    CF_OPT_BROTLI_QUALITY,     /* 0..11, default 4 */
 } cf_option;
 int cf_app_set(cf_app *app, cf_option option, int64_t value);
 int64_t cf_app_get(const cf_app *app, cf_option option);

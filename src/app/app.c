@@ -96,6 +96,10 @@ cf_app *cf_app_new(void)
     app->opt[CF_OPT_MAX_FIELD_SIZE] = 512 * 1024;
     app->opt[CF_OPT_MAX_FILE_SIZE] = 0;
     app->opt[CF_OPT_MAX_PART_HEADER] = 8 * 1024;
+    app->opt[CF_OPT_COMPRESS] = 1;
+    app->opt[CF_OPT_COMPRESS_MIN_SIZE] = 512;
+    app->opt[CF_OPT_GZIP_LEVEL] = 6;
+    app->opt[CF_OPT_BROTLI_QUALITY] = 4;
     app->log_level = CF_LOG_INFO;
     return app;
 }
@@ -149,6 +153,9 @@ int cf_app_set(cf_app *app, cf_option option, int64_t value)
         return CF_EINVAL;
     if (option == CF_OPT_STACK_SIZE && (value < 16 * 1024 || value > 64 * 1024 * 1024))
         return CF_EINVAL;
+    if ((option == CF_OPT_COMPRESS && value > 1) || (option == CF_OPT_GZIP_LEVEL && (value < 1 || value > 9)) ||
+        (option == CF_OPT_BROTLI_QUALITY && value > 11))
+        return CF_EINVAL;
     app->opt[option] = value;
     return 0;
 }
@@ -159,16 +166,17 @@ void cf_app_set_upload_dir(cf_app *app, const char *dir)
     app->upload_dir = dir ? xstrdup(dir) : NULL;
 }
 
-/* The options a route may have of its own: the body's limits. */
+/* The options a route may have of its own: the body's limits, compression. */
 static bool route_option(cf_option option)
 {
     return option == CF_OPT_MAX_BODY || option == CF_OPT_MAX_PARTS || option == CF_OPT_MAX_FIELD_SIZE ||
-           option == CF_OPT_MAX_FILE_SIZE || option == CF_OPT_MAX_PART_HEADER;
+           option == CF_OPT_MAX_FILE_SIZE || option == CF_OPT_MAX_PART_HEADER || option == CF_OPT_COMPRESS;
 }
 
 int cf_route_set(cf_route *route, cf_option option, int64_t value)
 {
-    if ((unsigned)option >= CF_OPT_COUNT || !route_option(option) || value < 0)
+    if ((unsigned)option >= CF_OPT_COUNT || !route_option(option) || value < 0 ||
+        (option == CF_OPT_COMPRESS && value > 1))
         return CF_EINVAL;
     if (option == CF_OPT_MAX_BODY)
         cf_route_set_max_body(route, (size_t)value);

@@ -45,10 +45,11 @@ struct cf_group {
     cf_errh *errh;
     size_t nerrh;
     struct cf_cors *cors; /* cf_cors on this group (cors.c), or NULL */
+    signed char compress; /* cf_compress: 1 on, -1 off, 0 the parent's */
     cf_group *next_all; /* every group of the app, for freeing */
 };
 
-#define CF_OPT_COUNT (CF_OPT_MAX_PART_HEADER + 1)
+#define CF_OPT_COUNT (CF_OPT_BROTLI_QUALITY + 1)
 
 struct cf_route {
     cf_group *group;

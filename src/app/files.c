@@ -6,7 +6,9 @@
  * sent as a streamed body with its Content-Length, so the loop never waits
  * on the disk and a large file costs one buffer, not its size. The usual
  * conditional requests are answered: ETag and Last-Modified with 304, and a
- * single byte range with 206 (416 when it lies outside the file).
+ * single byte range with 206 (416 when it lies outside the file). A
+ * compressible file with a precompressed copy beside it (name.br, name.gz)
+ * the client accepts is sent as that copy, its own ETag and length.
  */
 #define _GNU_SOURCE /* strptime, timegm */
 #include <errno.h>
@@ -19,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app/compress.h"
 #include "app/req.h"
 
 #define PIECE (64 * 1024)
@@ -30,6 +33,10 @@ typedef struct file_send {
     uint64_t off, left; /* the part being sent */
     char *buf;          /* PIECE bytes of request memory */
     ssize_t got;        /* bytes in buf, read at off */
+    /* Precompressed copies to look for, in order (path.br, path.gz), and
+     * the coding of the file opened. */
+    const char *copy[2];
+    cf_coding copy_coding[2], coding;
 } file_send;
 
 static void close_fd(void *p)
@@ -60,6 +67,19 @@ static int open_job(void *arg)
     else if (!S_ISREG(f->st.st_mode))
         f->err = EISDIR; /* directories, devices, sockets: not files to send */
     else {
+        for (int i = 0; i < 2 && f->copy[i]; i++) {
+            struct stat st;
+            int fd = open(f->copy[i], O_RDONLY | O_CLOEXEC);
+            if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+                close(f->fd);
+                f->fd = fd;
+                f->st = st;
+                f->coding = f->copy_coding[i];
+                break;
+            }
+            if (fd >= 0)
+                close(fd);
+        }
         f->off = 0;
         f->left = (uint64_t)f->st.st_size;
         read_job(f);
@@ -204,6 +224,21 @@ void cf_send_file(cf_req *rq, const char *path, const char *content_type)
     f->fd = -1;
     f->buf = cf_alloc(rq, PIECE);
     cf_defer(rq, close_fd, f);
+    const char *type = content_type ? content_type : type_of(f->path);
+    cf_coding coding = CF_CODING_IDENTITY; /* what compress.c would make of it */
+    if (cf_compress_enabled(rq) && cf_compressible_type(type)) {
+        coding = cf_compress_negotiate(rq);
+        cf_coding other = coding == CF_CODING_BR ? CF_CODING_GZIP : CF_CODING_BR;
+        int n = 0;
+        if (coding != CF_CODING_IDENTITY) {
+            f->copy_coding[n] = coding;
+            f->copy[n++] = cf_sprintf(rq, "%s.%s", f->path, coding == CF_CODING_BR ? "br" : "gz");
+            if (cf_compress_accepts(rq, other)) {
+                f->copy_coding[n] = other;
+                f->copy[n++] = cf_sprintf(rq, "%s.%s", f->path, other == CF_CODING_BR ? "br" : "gz");
+            }
+        }
+    }
     if (cf_on_loop_thread()) {
         cf_task *job = cf_to_thread(rq, open_job, f);
         int rc = job ? cf_await(rq, job, -1) : CF_ENOMEM;
@@ -227,16 +262,19 @@ void cf_send_file(cf_req *rq, const char *path, const char *content_type)
                  (unsigned long long)f->st.st_mtim.tv_nsec,
              (unsigned long long)size);
     http_date(modified, sizeof modified, f->st.st_mtim.tv_sec);
-    const char *type = content_type ? content_type : type_of(f->path);
+    if (f->coding != CF_CODING_IDENTITY)
+        cf_set_header(rq, "Content-Encoding", cf_coding_name(f->coding)); /* the copy, as it is */
 
     /* Conditional requests (RFC 9110 13.2.2): If-None-Match wins over
      * If-Modified-Since. */
     const char *inm = cf_header(rq, "If-None-Match"), *ims = cf_header(rq, "If-Modified-Since");
     bool safe = strcmp(cf_method(rq), "GET") == 0 || strcmp(cf_method(rq), "HEAD") == 0;
-    bool not_modified = inm ? etag_listed(inm, etag)
+    /* A client that got the body compressed on the way holds its ETag. */
+    const char *compressed_etag = f->coding == CF_CODING_IDENTITY ? cf_compress_etag(rq, etag, coding) : etag;
+    bool not_modified = inm ? etag_listed(inm, etag) || etag_listed(inm, compressed_etag)
                             : ims && parse_http_date(ims) != (time_t)-1 &&
                                   parse_http_date(ims) >= f->st.st_mtim.tv_sec;
-    cf_set_header(rq, "ETag", etag);
+    cf_set_header(rq, "ETag", inm && etag_listed(inm, compressed_etag) ? compressed_etag : etag);
     cf_set_header(rq, "Last-Modified", modified);
     if (not_modified && safe) {
         cf_send(rq, 304, NULL, "", 0);

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "app/compress.h"
 #include "app/req.h"
 
 #define MAX_DEPTH 32
@@ -239,6 +240,7 @@ static int pipeline_main(void *ctx, void *arg)
         rq->x.upgrade = rq->wants_ws && rq->stream_fn;
         rq->x.streaming = rq->stream_fn &&
                           (rq->x.upgrade || (!rq->x.is_head && cf_status_has_body(rq->x.status)));
+        cf_compress_response(rq);
         rq->x.sent = true;
         rq->x.ops->send(&rq->x);
         if (rq->x.streaming)

@@ -76,6 +76,7 @@ struct cf_req {
     void *stream_arg;
     bool wants_ws;        /* cf_websocket answered 101 */
     struct cf_ws *ws;     /* its session, while it runs (src/http/websocket.c) */
+    struct cf_encoder *encoder; /* a compressed stream's (compress.c), or NULL */
 
     /* pipeline */
     size_t chain_pos;

@@ -7,13 +7,15 @@
  * protocol frames it (chunked, or close-delimited for HTTP/1.0) and may
  * suspend the writer until the client has taken the backlog. Pieces are formatted on
  * the stack or in a temporary heap buffer, never in the request's arena,
- * so an endless event stream runs in constant memory.
+ * so an endless event stream runs in constant memory. A compressed stream
+ * (compress.c) goes through its encoder instead, flushed at each write.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/compress.h"
 #include "app/req.h"
 
 void cf_stream(cf_req *rq, int status, const char *content_type, cf_task_fn fn, void *arg)
@@ -51,6 +53,14 @@ void cf_sse(cf_req *rq, cf_task_fn fn, void *arg)
 void cf_stream_run(cf_req *rq)
 {
     int rc = rq->stream_fn(rq, rq->stream_arg);
+    /* The compressed stream's end, also for an event stream a stopping
+     * server cancelled (its protocol ends it properly); a failed producer's
+     * body is cut instead. */
+    if (rq->encoder && (rc >= 0 || rq->x.stream_events)) {
+        int end = cf_compress_finish(rq);
+        if (rc >= 0)
+            rc = end;
+    }
     rq->x.streaming = false;
     rq->x.ops->end(&rq->x, rc);
 }
@@ -64,6 +74,8 @@ int cf_write(cf_req *rq, const void *data, size_t len)
         return CF_EPERM;
     if (cf_cancelled(rq))
         return CF_ECANCELED;
+    if (rq->encoder)
+        return cf_compress_write(rq, data, len);
     const char *p = data;
     int rc = 0;
     while (len && rc == 0) {
