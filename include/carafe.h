@@ -336,8 +336,8 @@ typedef enum cf_option {
     /* response compression (see cf_compress) */
     CF_OPT_COMPRESS,           /* 1 (default): on; 0: off (per route too) */
     CF_OPT_COMPRESS_MIN_SIZE,  /* smaller bodies go as they are, default 512 */
-    CF_OPT_GZIP_LEVEL,         /* 1..9, default 6 */
-    CF_OPT_BROTLI_QUALITY,     /* 0..11, default 4 */
+    CF_OPT_GZIP_LEVEL,         /* 1..9, default 5 */
+    CF_OPT_BROTLI_QUALITY,     /* 0..11, default 3 (docs/benchmarks.md) */
 } cf_option;
 int cf_app_set(cf_app *app, cf_option option, int64_t value);
 int64_t cf_app_get(const cf_app *app, cf_option option);

@@ -98,8 +98,8 @@ cf_app *cf_app_new(void)
     app->opt[CF_OPT_MAX_PART_HEADER] = 8 * 1024;
     app->opt[CF_OPT_COMPRESS] = 1;
     app->opt[CF_OPT_COMPRESS_MIN_SIZE] = 512;
-    app->opt[CF_OPT_GZIP_LEVEL] = 6;
-    app->opt[CF_OPT_BROTLI_QUALITY] = 4;
+    app->opt[CF_OPT_GZIP_LEVEL] = 5;
+    app->opt[CF_OPT_BROTLI_QUALITY] = 3;
     app->log_level = CF_LOG_INFO;
     return app;
 }

@@ -4,17 +4,21 @@
  * whole pipeline in-process (the test client: parser, percent-decoding,
  * router with every converter, query, cookie, form and JSON parsing,
  * url_for, hooks, JSON responses, a Server-Sent Event, a static file with
- * conditional and range headers) of an app whose handlers read all of it.
+ * conditional and range headers, responses compressed as Accept-Encoding
+ * asks) of an app whose handlers read all of it.
  *
  * Besides crashes, sanitizer reports and leaks (libFuzzer checks each
  * input), it aborts when a response is not one a client could use: a
- * status outside 100..599, or a body its Content-Length does not describe.
+ * status outside 100..599, a body its Content-Length does not describe,
+ * or a compressed body that does not decode (whole; the checks on the
+ * body then apply to what it decodes to).
  *
  * Input: byte 0 picks the method; then the target up to '\n'; then header
  * lines up to an empty line; the rest is the body.
  * Build: the CF_FUZZ build (tests/CMakeLists.txt) compiles the library's
  * sources into it, instrumented. Seeds: tests/fuzz/corpus_app/
  */
+#include <brotli/decode.h>
 #include <carafe.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,6 +26,7 @@
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #define CHECK(cond)      \
     do {                 \
@@ -98,6 +103,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     app = cf_app_new();
+    cf_app_set(app, CF_OPT_COMPRESS_MIN_SIZE, 0); /* the small answers here go through it too */
     cf_app_set(app, CF_OPT_ACCESS_LOG, 0);
     cf_route_set_name(cf_route(app, "GET", "/i/<int:n>", typed), "typed_int");
     cf_route(app, "GET", "/f/<float:x>", typed);
@@ -175,9 +181,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (cl && strcmp(method, "HEAD") != 0)
         CHECK(strtoull(cl, NULL, 10) == len);
     CHECK(len == 0 || rb != NULL);
+    const char *coding = cf_test_header(r, "Content-Encoding");
+    static char decoded[1 << 20];
+    if (coding && strcmp(method, "HEAD") != 0 && len) {
+        size_t n = sizeof decoded;
+        if (strcmp(coding, "br") == 0) {
+            CHECK(BrotliDecoderDecompress(len, (const uint8_t *)rb, &n, (uint8_t *)decoded) ==
+                  BROTLI_DECODER_RESULT_SUCCESS);
+        } else {
+            CHECK(strcmp(coding, "gzip") == 0);
+            z_stream z;
+            memset(&z, 0, sizeof z);
+            CHECK(inflateInit2(&z, 16 + 15) == Z_OK);
+            z.next_in = (unsigned char *)rb;
+            z.avail_in = (uInt)len;
+            z.next_out = (unsigned char *)decoded;
+            z.avail_out = sizeof decoded;
+            int zrc = inflate(&z, Z_FINISH);
+            n = z.total_out;
+            inflateEnd(&z);
+            /* A stream cut on purpose (the producer failed) need not end. */
+            CHECK(zrc == Z_STREAM_END || (zrc == Z_BUF_ERROR && cf_test_stream_result(r) != 0));
+        }
+        rb = decoded;
+        len = n;
+    }
     /* A streamed event ended well is whole: it ends with a blank line. */
     const char *te = cf_test_header(r, "Transfer-Encoding");
-    if (te && strcmp(method, "HEAD") != 0 && status == 200) {
+    const char *type = cf_test_header(r, "Content-Type");
+    if (te && type && strcmp(type, "text/event-stream") == 0 && strcmp(method, "HEAD") != 0 &&
+        status == 200) {
         CHECK(cf_test_stream_result(r) == 0);
         CHECK(len >= 2 && rb[len - 1] == '\n' && rb[len - 2] == '\n');
     }

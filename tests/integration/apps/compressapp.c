@@ -155,5 +155,7 @@ int main(int argc, char **argv)
     cf_compress(plain, false);
     cf_route(plain, "GET", "/json", json_list);
     cf_route_set(cf_route(plain, "GET", "/on", json_list), CF_OPT_COMPRESS, 1);
-    return cf_run(app, argc, argv);
+    int rc = cf_run(app, argc, argv);
+    cf_app_free(app);
+    return rc;
 }
