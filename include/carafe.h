@@ -275,7 +275,8 @@ bool cf_cors_preflight(cf_req *rq);
  * header), for bodies of compressible types (text/..., JSON, JavaScript,
  * XML, SVG, ...) of at least CF_OPT_COMPRESS_MIN_SIZE bytes. Streams and
  * event streams too: each write is flushed, so each event arrives when it
- * is sent. Never for a 206, a body that has a Content-Encoding already,
+ * is sent (streams prefer gzip when both are accepted: brotli's stream
+ * state is ten times larger). Never for a 206, a body that has a Content-Encoding already,
  * Cache-Control: no-transform, or HEAD. Such responses carry
  * Vary: Accept-Encoding whether compressed or not, and a compressed one's
  * ETag gets "-gzip" or "-br" inside its quotes. Files with a precompressed

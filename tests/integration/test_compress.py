@@ -199,6 +199,9 @@ def read_events_as_they_come(coding, n, ms):
 
 
 def t_events_flushed_one_by_one():
+    r = get("/lines?n=100", "br, gzip")
+    eq(r.header("Content-Encoding"), "gzip", "a stream prefers gzip (its encoder is a tenth of brotli's)")
+    eq(get("/json?n=100", "br, gzip").header("Content-Encoding"), "br", "a whole body prefers brotli")
     for coding in ["gzip", "br"]:
         times = read_events_as_they_come(coding, 4, 300)
         eq(len(times), 4, f"{coding}: events")
