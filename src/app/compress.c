@@ -183,6 +183,15 @@ cf_coding cf_compress_negotiate(cf_req *rq)
     return br >= gzip ? CF_CODING_BR : CF_CODING_GZIP; /* brotli on a tie: smaller */
 }
 
+cf_coding cf_compress_stream_coding(cf_req *rq)
+{
+    int br, gzip;
+    accepted(rq, &br, &gzip);
+    if (gzip > 0)
+        return CF_CODING_GZIP; /* a tenth of brotli's memory per open stream */
+    return br > 0 ? CF_CODING_BR : CF_CODING_IDENTITY;
+}
+
 bool cf_compress_accepts(cf_req *rq, cf_coding c)
 {
     int br, gzip;
@@ -409,12 +418,10 @@ void cf_compress_response(cf_req *rq)
         return;
     if (x->stream && !x->streaming)
         return; /* a stream with no body to send (HEAD, 304, ...) */
-    cf_coding c = cf_compress_negotiate(rq);
+    cf_coding c = x->streaming ? cf_compress_stream_coding(rq) : cf_compress_negotiate(rq);
     if (c == CF_CODING_IDENTITY)
         return;
     if (x->streaming) {
-        if (c == CF_CODING_BR && cf_compress_accepts(rq, CF_CODING_GZIP))
-            c = CF_CODING_GZIP; /* a tenth of brotli's memory per open stream */
         if (!(rq->encoder = encoder_new(rq, c)))
             return; /* no memory for it: the identity body is as correct */
         x->stream_sized = false;

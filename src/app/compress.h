@@ -20,6 +20,9 @@ bool cf_compressible_type(const char *content_type);
 bool cf_compress_enabled(cf_req *rq);
 /* The coding rq's Accept-Encoding prefers among gzip and br, else identity. */
 cf_coding cf_compress_negotiate(cf_req *rq);
+/* The coding of a compressed stream: gzip whenever accepted (brotli's
+ * stream state is ten times larger), else brotli, else identity. */
+cf_coding cf_compress_stream_coding(cf_req *rq);
 /* Accept-Encoding allows c (a q-value above 0; identity always). */
 bool cf_compress_accepts(cf_req *rq, cf_coding c);
 const char *cf_coding_name(cf_coding c);

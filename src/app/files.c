@@ -225,7 +225,7 @@ void cf_send_file(cf_req *rq, const char *path, const char *content_type)
     f->buf = cf_alloc(rq, PIECE);
     cf_defer(rq, close_fd, f);
     const char *type = content_type ? content_type : type_of(f->path);
-    cf_coding coding = CF_CODING_IDENTITY; /* what compress.c would make of it */
+    cf_coding coding = CF_CODING_IDENTITY; /* the coding preferred for it */
     if (cf_compress_enabled(rq) && cf_compressible_type(type)) {
         coding = cf_compress_negotiate(rq);
         cf_coding other = coding == CF_CODING_BR ? CF_CODING_GZIP : CF_CODING_BR;
@@ -269,8 +269,11 @@ void cf_send_file(cf_req *rq, const char *path, const char *content_type)
      * If-Modified-Since. */
     const char *inm = cf_header(rq, "If-None-Match"), *ims = cf_header(rq, "If-Modified-Since");
     bool safe = strcmp(cf_method(rq), "GET") == 0 || strcmp(cf_method(rq), "HEAD") == 0;
-    /* A client that got the body compressed on the way holds its ETag. */
-    const char *compressed_etag = f->coding == CF_CODING_IDENTITY ? cf_compress_etag(rq, etag, coding) : etag;
+    /* A client that got the file compressed on the way (a stream: in
+     * cf_compress_stream_coding's coding) holds that ETag. */
+    const char *compressed_etag =
+        f->coding == CF_CODING_IDENTITY && coding != CF_CODING_IDENTITY
+            ? cf_compress_etag(rq, etag, cf_compress_stream_coding(rq)) : etag;
     bool not_modified = inm ? etag_listed(inm, etag) || etag_listed(inm, compressed_etag)
                             : ims && parse_http_date(ims) != (time_t)-1 &&
                                   parse_http_date(ims) >= f->st.st_mtim.tv_sec;
