@@ -475,6 +475,24 @@ char *cf_url_for(cf_req *rq, const char *name, ...);
 void cf_g_set(cf_req *rq, const char *key, void *value);
 void *cf_g_get(cf_req *rq, const char *key);
 
+/* The same storage for values templates read: what is set in this JSON
+ * object (borrowed, owned by the request) is `g` in a template, e.g.
+ * json_object_set_new(cf_g_json(rq), "user", cf_row_object(row)). */
+json_t *cf_g_json(cf_req *rq);
+
+/* The app a request is served by. */
+cf_app *cf_req_app(cf_req *rq);
+
+/* Configuration (Flask's app.config): one JSON object owned by the app,
+ * borrowed; set its keys during set-up. Sessions read SECRET_KEY and the
+ * SESSION_COOKIE_* keys from it; templates see it as `config`.
+ * cf_config_str: a string value, or NULL. cf_config_from_env: copy the named
+ * environment variables that are set (NULL-terminated list); returns how
+ * many were. */
+json_t *cf_config(cf_app *app);
+const char *cf_config_str(const cf_app *app, const char *key);
+int cf_config_from_env(cf_app *app, const char *const *names);
+
 /* Request arena: memory freed in one step after teardown. Never NULL: on
  * exhaustion the worker aborts, like most C servers. */
 void *cf_alloc(cf_req *rq, size_t size);

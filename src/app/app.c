@@ -74,7 +74,8 @@ cf_app *cf_app_new(void)
     app->root.app = app;
     app->root.prefix = xstrdup("");
     app->router = cf_router_new();
-    if (!app->router)
+    app->config = json_object();
+    if (!app->router || !app->config)
         cf_setup_fail("out of memory");
     app->opt[CF_OPT_STACK_SIZE] = 64 * 1024;
     app->opt[CF_OPT_MAX_BODY] = 1024 * 1024;
@@ -142,6 +143,7 @@ void cf_app_free(cf_app *app)
     cf_router_free(app->router);
     cf_app_services_free(app);
     free(app->upload_dir);
+    json_decref(app->config);
     free(app);
 }
 

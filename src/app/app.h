@@ -95,6 +95,8 @@ struct cf_app {
     size_t nserving[2];
     int log_level;  /* cf_log below it is dropped (log.c) */
     bool log_json;  /* --log-format json */
+    json_t *config; /* cf_config: Flask's app.config (config.c) */
+    struct cf_templates *templates; /* the compiled template folder (render.c) */
 };
 
 /* cors.c: free a config; the CORS headers of the response, once it is

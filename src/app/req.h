@@ -85,6 +85,7 @@ struct cf_req {
     cf_group **gpath;    /* the route's groups, root first, while the pipeline runs */
     size_t gdepth;
     cf_gslot *g;
+    json_t *g_json;      /* cf_g_json: what templates see as `g` */
     char *label;
     cf_timer deadline; /* CF_OPT_HANDLER_TIMEOUT */
     bool timed_out;
