@@ -91,6 +91,8 @@ typedef struct tv {
     };
 } tv;
 
+struct tpl_kwarg; /* defined below; named here for the call hook */
+
 /* An engine object's behaviour; any hook may be NULL. */
 typedef struct tpl_opaque_type {
     const char *name; /* "macro", "loop", ... for messages and str() */
@@ -210,7 +212,7 @@ bool tpl_env_has(const tpl_env *env, const char *name);
 int tpl_env_register(tpl_env *env, bool filter, const char *name, tpl_ext_fn fn, void *arg);
 
 /* Render template `name` with the variables of ctx (a JSON object or NULL;
- * borrowed). The output goes to *out/*outlen in arena (NUL-terminated).
+ * borrowed). The output goes to *out and *outlen in arena (NUL-terminated).
  * On failure: -1 with "name:line: message" in err. Autoescaping is on for
  * names ending in .html .htm .xml .xhtml .svg (Flask's choice). */
 int tpl_render(const tpl_env *env, const char *name, json_t *ctx, const tpl_host *host,
