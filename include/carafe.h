@@ -556,6 +556,42 @@ int cf_req_error(cf_req *rq);
 const char *cf_errmsg(cf_req *rq);
 
 /* ------------------------------------------------------------------ */
+/* Templates (a compatible subset of Jinja2: docs/templates.md)       */
+/* ------------------------------------------------------------------ */
+
+/* Compile every template under `dir` (NULL: "templates" in the working
+ * directory) once, at set-up; names are paths relative to it
+ * ("auth/login.html"). A syntax error prints file:line:col and the reason
+ * and exits with status 1, like any set-up error. Call it after
+ * registering filters and globals that templates use. */
+void cf_templates(cf_app *app, const char *dir);
+
+/* Render template `name` with the variables of `context` (a JSON object or
+ * NULL; takes over the caller's reference) and answer with it: HTML for
+ * .html/.htm/.xml/.xhtml/.svg names (autoescaped), text/plain otherwise.
+ * Every template also sees url_for, request (method, path, url, args, form,
+ * endpoint), g (cf_g_json), session, get_flashed_messages, csrf_token and
+ * config. A render error (unknown template, an undefined value used in
+ * arithmetic, ...) fails the request: 500, with "name:line: reason" in
+ * cf_errmsg and the log. Does not suspend. */
+void cf_render(cf_req *rq, int status, const char *name, json_t *context);
+/* The same rendering as a string in request memory; NULL on failure (the
+ * reason in cf_errmsg). */
+char *cf_render_string(cf_req *rq, const char *name, json_t *context);
+
+/* A C function templates can call, as a global `name(...)` or a filter
+ * `value|name(...)`: args is a JSON array (for a filter, the filtered value
+ * first), kwargs a JSON object of keyword arguments; both borrowed. Return
+ * a new reference, or NULL to fail the render. rq is NULL outside a request
+ * (carafe-render). Register before cf_templates. */
+typedef json_t *(*cf_template_fn)(cf_req *rq, json_t *args, json_t *kwargs, void *arg);
+void cf_template_global(cf_app *app, const char *name, cf_template_fn fn, void *arg);
+void cf_template_filter(cf_app *app, const char *name, cf_template_fn fn, void *arg);
+/* A string templates output as is, without escaping (Jinja's Markup): the
+ * JSON object {"__html__": html}. New reference. */
+json_t *cf_markup(const char *html);
+
+/* ------------------------------------------------------------------ */
 /* Async                                                              */
 /* ------------------------------------------------------------------ */
 

@@ -144,6 +144,7 @@ void cf_app_free(cf_app *app)
     cf_app_services_free(app);
     free(app->upload_dir);
     json_decref(app->config);
+    cf_templates_free(app->templates);
     free(app);
 }
 

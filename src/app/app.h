@@ -99,6 +99,10 @@ struct cf_app {
     struct cf_templates *templates; /* the compiled template folder (render.c) */
 };
 
+/* request.c: cf_url_for with the parameters as n name/value pairs. */
+char *cf_url_for_pairs(cf_req *rq, const char *name, const char **pairs, size_t n);
+/* render.c: free the compiled templates. */
+void cf_templates_free(struct cf_templates *t);
 /* cors.c: free a config; the CORS headers of the response, once it is
  * final (before the after_request hooks, so they see them); the status of
  * an automatic OPTIONS answer (204 for a preflight under a config). */

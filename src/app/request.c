@@ -553,11 +553,7 @@ static size_t query_escape(char *out, const char *s)
 
 char *cf_url_for(cf_req *rq, const char *name, ...)
 {
-    cf_route *r = name ? cf_app_route_by_name(rq->app, name) : NULL;
-    if (!r)
-        return NULL;
     const char *pairs[2 * 32];
-    bool used[32] = {0};
     size_t n = 0;
     va_list ap;
     va_start(ap, name);
@@ -573,6 +569,18 @@ char *cf_url_for(cf_req *rq, const char *name, ...)
         }
     }
     va_end(ap);
+    return cf_url_for_pairs(rq, name, pairs, n);
+}
+
+char *cf_url_for_pairs(cf_req *rq, const char *name, const char **pairs, size_t n)
+{
+    cf_route *r = name ? cf_app_route_by_name(rq->app, name) : NULL;
+    if (!r)
+        return NULL;
+    bool stack_used[32] = {0};
+    bool *used = n <= 32 ? stack_used : arena_alloc_or_die(rq, n * sizeof *used);
+    for (size_t i = 0; i < n; i++)
+        used[i] = false;
     url_args a = {pairs, n, used};
     int len = cf_rule_build(r->rule, url_arg, &a, NULL, 0);
     if (len < 0)
