@@ -917,6 +917,11 @@ int cf_db_open(cf_app *app, const char *url);
  * runs at once and returns 0 or a CF_E* code with the reason on stderr.
  * Refused (CF_EPERM) inside a handler. */
 int cf_db_exec_script(cf_app *app, const char *sql);
+/* Open what the app attached (the database and its pending schema
+ * scripts, the queue) now, as cf_run does before serving: for one-off
+ * commands such as `--init-db`. 0, or a CF_E* code with the reason on
+ * stderr. Blocking; call it at set-up, not in a handler. */
+int cf_app_open(cf_app *app);
 /* "sqlite" or "postgresql" (NULL before cf_db_open, or when it was given
  * NULL and DATABASE_URL is unset). */
 const char *cf_db_backend(const cf_app *app);

@@ -67,3 +67,5 @@ void cf_app_services_free(cf_app *app)
             app->services[i].svc->free(app->services[i].state);
     app->nservices = 0;
 }
+
+int cf_app_open(cf_app *app) { return cf_app_services_prepare(app); }
