@@ -70,8 +70,8 @@ install: build
 # Carafe's bench server against the peers (see examples/bench/README.md).
 bench: build
 	PROJECT_BENCH_CMD='exec $(CURDIR)/$(BUILD)/examples/bench' \
-	PROJECT_SCENARIOS=plaintext,json,sleep100,fanout,db \
-	$(BENCH) --only project,nginx,kore,fastapi-uvicorn --scenarios plaintext,json,sleep100,fanout,db
+	PROJECT_SCENARIOS=plaintext,json,sleep100,fanout,db,fortunes \
+	$(BENCH) --only project,nginx,kore,fastapi-uvicorn --scenarios plaintext,json,sleep100,fanout,db,fortunes
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -9,6 +9,9 @@
  *   GET /db/user/<id>   the row of users(id, name, email) as JSON, or 404
  *                       {"error":"User not found"}; DATABASE_URL picks the
  *                       database, else the SQLite file $DB_PATH (read-only)
+ *   GET /fortunes       TechEmpower's fortunes: every row of fortune(id,
+ *                       message) plus one made per request, sorted by
+ *                       message, rendered by templates/fortunes.html
  * One worker, no access log, PORT and UPSTREAM from the environment.
  */
 #include <carafe.h>
@@ -116,6 +119,32 @@ static const char *db_url(char *buf, size_t cap)
     return buf;
 }
 
+static int by_message(const void *a, const void *b)
+{
+    const char *ma = json_string_value(json_object_get(*(json_t *const *)a, "message"));
+    const char *mb = json_string_value(json_object_get(*(json_t *const *)b, "message"));
+    return strcmp(ma ? ma : "", mb ? mb : "");
+}
+
+static void fortunes(cf_req *rq)
+{
+    cf_rows *rows = cf_db_query(rq, "SELECT id, message FROM fortune");
+    if (!rows)
+        return cf_abort(rq, 500);
+    size_t n = cf_rows_count(rows) + 1, i = 0;
+    json_t **list = cf_alloc(rq, n * sizeof *list);
+    while (cf_rows_next(rows))
+        list[i++] = json_pack("{s:I, s:s}", "id", (json_int_t)cf_row_int(rows, 0), "message",
+                              cf_row_text(rows, 1));
+    list[i++] = json_pack("{s:i, s:s}", "id", 0, "message",
+                          "Additional fortune added at request time.");
+    qsort(list, i, sizeof *list, by_message); /* byte order = code point order */
+    json_t *sorted = json_array();
+    for (size_t k = 0; k < i; k++)
+        json_array_append_new(sorted, list[k]);
+    cf_render(rq, 200, "fortunes.html", json_pack("{s:o}", "fortunes", sorted));
+}
+
 static void no_db(cf_req *rq)
 {
     cf_json(rq, 501, "{s:s}", "error", "no database: set DB_PATH (SQLite) or DATABASE_URL");
@@ -144,6 +173,8 @@ int main(int argc, char **argv)
     if (url && cf_db_open(app, url) != 0)
         return 2;
     cf_route(app, "GET", "/db/user/<int:id>", url ? db_user : no_db);
+    cf_route(app, "GET", "/fortunes", url ? fortunes : no_db);
+    cf_templates(app, CF_EXAMPLE_DIR "/templates");
     int rc = cf_run(app, argc, argv);
     cf_app_free(app);
     return rc;

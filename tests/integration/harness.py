@@ -615,6 +615,34 @@ def collect(namespace, prefix="t_"):
             if n.startswith(prefix) and callable(f)]
 
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def chromium():
+    """A headless Chromium driven by python3-selenium, with a profile of its
+    own. Fails (never skips) when Chromium, its driver or selenium is
+    missing: scripts/install-deps --test installs them."""
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing.append("python3-selenium")
+    if missing:
+        raise AssertionError(f"missing {missing}: install chromium, chromium-driver and "
+                             "python3-selenium (scripts/install-deps)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--no-first-run", "--disable-extensions",
+              f"--user-data-dir={tempfile.mkdtemp(prefix='cf-chromium-')}"):
+        opts.add_argument(a)
+    d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    d.set_script_timeout(20)
+    return d
+
+
 def websockets_client():
     """The python3-websockets module, or an AssertionError naming the package."""
     try:

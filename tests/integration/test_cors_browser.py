@@ -21,17 +21,12 @@ It fails (does not skip) when Chromium or its driver is missing: scripts/install
 installs them.
 """
 import os
-import shutil
 import sys
-import tempfile
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 from harness import check, eq  # noqa: E402
-
-CHROMIUM = "/usr/bin/chromium"
-DRIVER = "/usr/bin/chromedriver"
 
 page = other = api = None
 driver = None
@@ -43,26 +38,6 @@ fetch(arguments[0], arguments[1]).then(async r => done({
     total: r.headers.get('X-Total'), hidden: r.headers.get('X-Hidden')
 })).catch(e => done({ok: false, error: e.name + ': ' + e.message}));
 """
-
-
-def browser():
-    missing = [p for p in (CHROMIUM, DRIVER) if not os.access(p, os.X_OK)]
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        missing.append("python3-selenium")
-    if missing:
-        raise AssertionError(f"missing {missing}: install chromium, chromium-driver and "
-                             "python3-selenium (scripts/install-deps)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--no-first-run", "--disable-extensions", f"--user-data-dir={tempfile.mkdtemp(prefix='cf-chromium-')}"):
-        opts.add_argument(a)
-    d = webdriver.Chrome(service=Service(DRIVER), options=opts)
-    d.set_script_timeout(20)
-    return d
 
 
 def fetch(path, init=None, on=None):
@@ -148,7 +123,7 @@ def main():
         other.start()
         api = H.Server(app, name="cors-api", env={"CORS_ORIGINS": f"http://127.0.0.1:{page.port}"})
         api.start()
-        driver = browser()
+        driver = H.chromium()
         failures = H.run_tests(H.collect(globals()))
     except AssertionError as e:
         print(f"FAIL setup: {e}")
