@@ -1,0 +1,80 @@
+/*
+ * tpl_vutil.h — helpers shared by the value files (tpl_value.c,
+ * tpl_methods.c, tpl_format.c) and the filters (tpl_filters*.c): UTF-8,
+ * Python's equality and ordering, type names, building strings and JSON in
+ * the render. Not part of the engine's interface (that is tpl.h).
+ */
+#ifndef CF_APP_TPL_VUTIL_H
+#define CF_APP_TPL_VUTIL_H
+
+#include "app/tpl.h"
+
+/* ---- UTF-8 ---- */
+/* Decode the code point at s[*i] (invalid bytes decode as themselves) and
+ * advance *i. */
+uint32_t tu_next(const char *s, size_t n, size_t *i);
+void tu_put_cp(tpl_buf *b, uint32_t cp);
+size_t tu_cp_count(const char *s, size_t n);
+/* Byte offset of code point number k (k may be the count: the end). */
+size_t tu_cp_offset(const char *s, size_t n, size_t k);
+bool tu_isspace(uint32_t cp); /* Python's str.isspace() for one character */
+
+/* ---- values ---- */
+const char *tu_type_name(tv v);                        /* Python's type(v).__name__ */
+tv tu_buf_value(tpl_buf *b, bool safe);                 /* the buffer as a string value */
+tv tu_str_value(tpl_rt *rt, const char *s, size_t n, bool safe); /* a copy in the arena */
+tv tu_array_value(json_t *a);                           /* a TV_ARRAY over a */
+json_t *tu_new_array(tpl_rt *rt);                       /* a new array kept by the render */
+/* v as a new JSON reference (not kept): a safe string is {"__html__": s}. */
+json_t *tu_json(tv v);
+int tu_undefined_error(tpl_rt *rt, tv v);               /* "'name' is undefined" */
+bool tu_is_num(tv v);                                   /* bool, int or float */
+bool tu_eq(tv a, tv b);                                 /* Python's == */
+/* Python's ordering: *res < 0, 0, > 0; an error (TypeError's message with
+ * op, e.g. "<") when a and b cannot be ordered. */
+int tu_cmp(tpl_rt *rt, tv a, tv b, const char *op, int *res);
+/* Python's repr() of a float, e.g. 0.1, 1e+16, 1.5e-05, inf, nan. */
+void tu_put_float(tpl_buf *b, double f);
+/* str(v) appended, HTML-escaped unless v is safe (markupsafe's escape). */
+int tu_put_escaped_str(tpl_rt *rt, tpl_buf *b, tv v);
+/* Python's `fmt % args` (tpl_format.c); args is a tuple when an array, a
+ * mapping when a dict and fmt uses %(name)s, else the single argument.
+ * When fmt is safe, the arguments are escaped and the result is safe. */
+int tu_percent_format(tpl_rt *rt, tv fmt, tv args, tv *out);
+
+/* ---- strings (tpl_methods.c, tpl_format.c) ---- */
+/* Python's full case mappings (libunistring), appended to b. */
+void tu_put_upper(tpl_buf *b, const char *s, size_t n);
+void tu_put_lower(tpl_buf *b, const char *s, size_t n);
+void tu_put_titlecase(tpl_buf *b, const char *s, size_t n);
+bool tu_is_cased(uint32_t c);
+bool tu_is_alpha(uint32_t c);
+bool tu_is_digit(uint32_t c);
+bool tu_is_word(uint32_t c); /* the regex \w (Unicode) */
+bool tu_is_upper(uint32_t c);
+bool tu_is_lower(uint32_t c);
+bool tu_str_islower(tv s); /* str.islower() */
+bool tu_str_isupper(tv s); /* str.isupper() */
+tv tu_capitalize(tpl_rt *rt, tv s); /* str.capitalize() */
+/* str.strip/lstrip/rstrip(chars); chars NULL: whitespace. */
+tv tu_strip(tpl_rt *rt, tv s, const tv *chars, bool left, bool right);
+/* str.replace(old, new, count) (count < 0: all); the result's safe flag. */
+tv tu_replace(tpl_rt *rt, tv s, tv old, tv new_, int64_t count, bool safe);
+/* sep.join(iterable); a safe sep escapes the items (Markup.join). */
+int tu_join_strings(tpl_rt *rt, tv sep, tv iterable, tv *out);
+/* str.center ('c'), ljust ('l'), rjust ('r') */
+tv tu_justify(tpl_rt *rt, tv s, int64_t width, uint32_t fill, char how);
+/* str.format(*args, **kw): {} {0} {name}, !r !s, and format specs. */
+int tu_str_format(tpl_rt *rt, tv fmt, const tv *args, size_t nargs, const tpl_kwarg *kw,
+                  size_t nkw, tv *out);
+/* format(v, spec) appended to b */
+int tu_format_spec(tpl_rt *rt, tpl_buf *b, tv v, const char *spec, size_t n);
+
+/* ---- filter and method arguments ---- */
+/* Argument `pos` (positional index) or keyword `name`: true when given. */
+bool tu_arg(const tv *args, size_t nargs, const tpl_kwarg *kw, size_t nkw, size_t pos,
+            const char *name, tv *out);
+/* An integer argument (bool counts); an error naming what when not. */
+int tu_int_arg(tpl_rt *rt, tv v, const char *what, int64_t *out);
+
+#endif

@@ -1,0 +1,536 @@
+/*
+ * test_tpl_values.c — the template engine's values and builtin filters and
+ * tests against what Python 3 and Jinja2 3.1 give (the expected strings
+ * were computed with python3 and python3-jinja2): str() and repr() of
+ * floats and containers, arithmetic and comparisons with Python's signs
+ * and errors, attributes, items and slices, string methods, and the
+ * filters (round, truncate, title, striptags, urlencode, tojson, ...).
+ *
+ * The render's runtime (tpl_rt, tpl_alloc, tpl_buf_*, ...) belongs to the
+ * engine; this test has a small private one so values are tested alone.
+ */
+#include "app/tpl.h"
+#include "check.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- a private runtime ---------------------------------------------------------- */
+
+struct tpl_rt {
+    void **blocks;
+    size_t nblocks, capblocks;
+    json_t *kept;
+    char err[512];
+    bool failed;
+    bool autoescape;
+};
+
+void *tpl_alloc(tpl_rt *rt, size_t n)
+{
+    void *p = calloc(1, n ? n : 1);
+    if (!p)
+        abort();
+    if (rt->nblocks == rt->capblocks) {
+        rt->capblocks = rt->capblocks ? rt->capblocks * 2 : 64;
+        rt->blocks = realloc(rt->blocks, rt->capblocks * sizeof *rt->blocks);
+        if (!rt->blocks)
+            abort();
+    }
+    rt->blocks[rt->nblocks++] = p;
+    return p;
+}
+
+char *tpl_strndup(tpl_rt *rt, const char *s, size_t n)
+{
+    char *p = tpl_alloc(rt, n + 1);
+    memcpy(p, s, n);
+    p[n] = 0;
+    return p;
+}
+
+json_t *tpl_keep(tpl_rt *rt, json_t *j)
+{
+    if (j)
+        json_array_append_new(rt->kept, j);
+    return j;
+}
+
+int tpl_error(tpl_rt *rt, const char *fmt, ...)
+{
+    if (!rt->failed) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(rt->err, sizeof rt->err, fmt, ap);
+        va_end(ap);
+        rt->failed = true;
+    }
+    return -1;
+}
+
+bool tpl_autoescape(const tpl_rt *rt) { return rt->autoescape; }
+
+void tpl_buf_init(tpl_buf *b, tpl_rt *rt)
+{
+    b->rt = rt;
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+void tpl_buf_put(tpl_buf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 32;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *d = tpl_alloc(b->rt, cap);
+        if (b->len)
+            memcpy(d, b->data, b->len);
+        b->data = d;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->data + b->len, s, n);
+    b->len += n;
+}
+
+void tpl_buf_puts(tpl_buf *b, const char *s) { tpl_buf_put(b, s, strlen(s)); }
+void tpl_buf_putc(tpl_buf *b, char c) { tpl_buf_put(b, &c, 1); }
+
+void tpl_buf_put_escaped(tpl_buf *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        switch (s[i]) {
+        case '&': tpl_buf_puts(b, "&amp;"); break;
+        case '<': tpl_buf_puts(b, "&lt;"); break;
+        case '>': tpl_buf_puts(b, "&gt;"); break;
+        case '"': tpl_buf_puts(b, "&#34;"); break;
+        case '\'': tpl_buf_puts(b, "&#39;"); break;
+        default: tpl_buf_putc(b, s[i]);
+        }
+    }
+}
+
+const char *tpl_buf_cstr(tpl_buf *b)
+{
+    if (!b->data)
+        return "";
+    b->data[b->len] = 0;
+    return b->data;
+}
+
+static tpl_rt *rt_new(void)
+{
+    tpl_rt *rt = calloc(1, sizeof *rt);
+    rt->kept = json_array();
+    return rt;
+}
+
+static void rt_free(tpl_rt *rt)
+{
+    for (size_t i = 0; i < rt->nblocks; i++)
+        free(rt->blocks[i]);
+    free(rt->blocks);
+    json_decref(rt->kept);
+    free(rt);
+}
+
+/* ---- helpers -------------------------------------------------------------------- */
+
+static tpl_rt *RT;
+
+/* a JSON text as a value (kept alive by the runtime) */
+static tv J(const char *text)
+{
+    json_error_t e;
+    json_t *j = json_loads(text, JSON_DECODE_ANY, &e);
+    if (!j) {
+        fprintf(stderr, "bad JSON in test: %s\n", text);
+        abort();
+    }
+    tpl_keep(RT, j);
+    return tv_from_json(j);
+}
+
+static tv S(const char *s) { return tv_strn(s, strlen(s), false); }
+static tv SAFE(const char *s) { return tv_strn(s, strlen(s), true); }
+
+/* str(v), or "!message" */
+static const char *str_of(tv v)
+{
+    tpl_buf b;
+    tpl_buf_init(&b, RT);
+    if (tv_str(RT, &b, v) < 0)
+        return "!";
+    return tpl_buf_cstr(&b);
+}
+
+static const char *repr_of(tv v)
+{
+    tpl_buf b;
+    tpl_buf_init(&b, RT);
+    tv_repr(RT, &b, v);
+    return tpl_buf_cstr(&b);
+}
+
+/* what the last failing call reported, and reset */
+static const char *take_error(void)
+{
+    static char e[520];
+    snprintf(e, sizeof e, "!%s", RT->failed ? RT->err : "(no error)");
+    RT->failed = false;
+    RT->err[0] = 0;
+    return e;
+}
+
+/* a OP b as repr (strings quoted), or "!message" */
+static const char *op(tv a, tv_op o, tv b)
+{
+    tv r;
+    if (tv_binop(RT, o, a, b, &r) < 0)
+        return take_error();
+    return repr_of(r);
+}
+
+/* {{ v }} */
+static const char *output(tv v, bool autoescape)
+{
+    RT->autoescape = autoescape;
+    tpl_buf b;
+    tpl_buf_init(&b, RT);
+    int rc = tv_output(RT, &b, v);
+    RT->autoescape = false;
+    return rc < 0 ? take_error() : tpl_buf_cstr(&b);
+}
+
+/* ---- str and repr --------------------------------------------------------------- */
+
+static void test_str_repr(void)
+{
+    CHECK_STR(str_of(tv_float(0.1)), "0.1");
+    CHECK_STR(str_of(tv_float(1.0)), "1.0");
+    CHECK_STR(str_of(tv_float(1e16)), "1e+16");
+    CHECK_STR(str_of(tv_float(1e15)), "1000000000000000.0");
+    CHECK_STR(str_of(tv_float(1.0 / 3)), "0.3333333333333333");
+    CHECK_STR(str_of(tv_float(2.5e-05)), "2.5e-05");
+    CHECK_STR(str_of(tv_float(1e-05)), "1e-05");
+    CHECK_STR(str_of(tv_float(0.0001)), "0.0001");
+    CHECK_STR(str_of(tv_float(-0.0)), "-0.0");
+    CHECK_STR(str_of(tv_float(123456789012345678.0)), "1.2345678901234568e+17");
+    CHECK_STR(str_of(tv_float(1e22)), "1e+22");
+    CHECK_STR(str_of(tv_float(1.5e300 * 1e10)), "inf");
+    CHECK_STR(str_of(tv_float(0.1 + 0.2)), "0.30000000000000004");
+    CHECK_STR(str_of(tv_float(5e-324)), "5e-324");
+    CHECK_STR(str_of(tv_float(1.7976931348623157e308)), "1.7976931348623157e+308");
+    CHECK_STR(str_of(tv_float(100.0)), "100.0");
+    CHECK_STR(str_of(tv_float(-12.5)), "-12.5");
+    CHECK_STR(str_of(tv_none()), "None");
+    CHECK_STR(str_of(tv_bool(true)), "True");
+    CHECK_STR(str_of(tv_undef("x")), "");
+    CHECK_STR(str_of(tv_int(-42)), "-42");
+    CHECK_STR(str_of(J("[1, \"a\", null, true, 2.0, [], {}]")), "[1, 'a', None, True, 2.0, [], {}]");
+    CHECK_STR(str_of(J("{\"a\": 1, \"b\": {\"c\": \"d\"}}")), "{'a': 1, 'b': {'c': 'd'}}");
+    CHECK_STR(str_of(J("[\"it's\", \"say \\\"hi\\\"\", \"both ' \\\"\"]")),
+              "[\"it's\", 'say \"hi\"', 'both \\' \"']");
+    CHECK_STR(str_of(J("[\"a\\n\\t\\\\\\u0001\\u007f\\u0080\\u00a0\\u00e9\\u2028\"]")),
+              "['a\\n\\t\\\\\\x01\\x7f\\x80\\xa0\u00e9\\u2028']");
+    CHECK_STR(str_of(J("[\"\\ud83d\\ude00\"]")), "['\xf0\x9f\x98\x80']");
+    CHECK_STR(repr_of(S("x")), "'x'");
+    /* a Markup in a list prints as its string */
+    CHECK_STR(str_of(J("[{\"__html__\": \"<b>\"}]")), "['<b>']");
+    tv m = J("{\"__html__\": \"<b>\"}");
+    CHECK(m.kind == TV_STR && m.safe);
+    CHECK(J("{\"__html__\": \"<b>\", \"x\": 1}").kind == TV_OBJECT);
+}
+
+static void test_output(void)
+{
+    CHECK_STR(output(S("<a href='x'>&"), true), "&lt;a href=&#39;x&#39;&gt;&amp;");
+    CHECK_STR(output(S("<a>"), false), "<a>");
+    CHECK_STR(output(SAFE("<a>"), true), "<a>");
+    CHECK_STR(output(J("[\"<a>\"]"), true), "[&#39;&lt;a&gt;&#39;]");
+    CHECK_STR(output(tv_undef("x"), true), "");
+    CHECK_STR(output(tv_none(), true), "None");
+}
+
+static void test_truth(void)
+{
+    CHECK(!tv_truthy(tv_int(0)));
+    CHECK(!tv_truthy(tv_float(0.0)));
+    CHECK(!tv_truthy(S("")));
+    CHECK(!tv_truthy(J("[]")));
+    CHECK(!tv_truthy(J("{}")));
+    CHECK(!tv_truthy(tv_none()));
+    CHECK(!tv_truthy(tv_undef("x")));
+    CHECK(tv_truthy(J("[0]")));
+    CHECK(tv_truthy(S("0")));
+    CHECK(tv_truthy(tv_float(-0.5)));
+}
+
+/* ---- operators ------------------------------------------------------------------ */
+
+static void test_arith(void)
+{
+    CHECK_STR(op(tv_int(1), TV_ADD, tv_int(2)), "3");
+    CHECK_STR(op(tv_int(1), TV_ADD, tv_float(0.5)), "1.5");
+    CHECK_STR(op(tv_bool(true), TV_ADD, tv_int(1)), "2");
+    CHECK_STR(op(S("a"), TV_ADD, S("b")), "'ab'");
+    CHECK_STR(op(J("[1]"), TV_ADD, J("[2, 3]")), "[1, 2, 3]");
+    CHECK_STR(op(S("ab"), TV_MUL, tv_int(3)), "'ababab'");
+    CHECK_STR(op(tv_int(2), TV_MUL, S("x")), "'xx'");
+    CHECK_STR(op(S("ab"), TV_MUL, tv_int(-1)), "''");
+    CHECK_STR(op(J("[1, 2]"), TV_MUL, tv_int(2)), "[1, 2, 1, 2]");
+    CHECK_STR(op(tv_int(7), TV_DIV, tv_int(2)), "3.5");
+    CHECK_STR(op(tv_int(6), TV_DIV, tv_int(3)), "2.0");
+    CHECK_STR(op(tv_int(-7), TV_FLOORDIV, tv_int(2)), "-4");
+    CHECK_STR(op(tv_int(7), TV_FLOORDIV, tv_int(-2)), "-4");
+    CHECK_STR(op(tv_int(-7), TV_MOD, tv_int(2)), "1");
+    CHECK_STR(op(tv_int(7), TV_MOD, tv_int(-2)), "-1");
+    CHECK_STR(op(tv_float(-7.5), TV_MOD, tv_int(2)), "0.5");
+    CHECK_STR(op(tv_float(7.5), TV_MOD, tv_float(-2)), "-0.5");
+    CHECK_STR(op(tv_float(-7.5), TV_FLOORDIV, tv_int(2)), "-4.0");
+    CHECK_STR(op(tv_float(0.0), TV_MOD, tv_float(-2)), "-0.0");
+    CHECK_STR(op(tv_int(2), TV_POW, tv_int(10)), "1024");
+    CHECK_STR(op(tv_int(2), TV_POW, tv_int(-1)), "0.5");
+    CHECK_STR(op(tv_float(2), TV_POW, tv_float(0.5)), "1.4142135623730951");
+    CHECK_STR(op(tv_int(1), TV_DIV, tv_int(0)), "!division by zero");
+    CHECK_STR(op(tv_int(1), TV_FLOORDIV, tv_int(0)), "!integer division or modulo by zero");
+    CHECK_STR(op(tv_int(1), TV_MOD, tv_int(0)), "!integer modulo by zero");
+    CHECK_STR(op(tv_float(1), TV_DIV, tv_int(0)), "!float division by zero");
+    CHECK_STR(op(tv_int(0), TV_POW, tv_int(-1)), "!0.0 cannot be raised to a negative power");
+    CHECK_STR(op(tv_int(INT64_MAX), TV_ADD, tv_int(1)), "!integer overflow");
+    CHECK_STR(op(tv_int(3), TV_POW, tv_int(40)), "!integer overflow");
+    CHECK_STR(op(tv_int(1), TV_ADD, S("a")), "!unsupported operand type(s) for +: 'int' and 'str'");
+    CHECK_STR(op(S("a"), TV_ADD, tv_int(1)), "!can only concatenate str (not \"int\") to str");
+    CHECK_STR(op(tv_undef("x"), TV_ADD, tv_int(1)), "!'x' is undefined");
+    CHECK_STR(op(tv_int(1), TV_SUB, tv_undef("y")), "!'y' is undefined");
+    CHECK_STR(op(tv_int(5), TV_NEG, tv_none()), "-5");
+    CHECK_STR(op(tv_bool(true), TV_NEG, tv_none()), "-1");
+    CHECK_STR(op(S("a"), TV_NEG, tv_none()), "!bad operand type for unary -: 'str'");
+    /* Markup + str escapes the str; str + Markup too */
+    tv r;
+    CHECK(tv_binop(RT, TV_ADD, SAFE("<b>"), S("<"), &r) == 0 && r.safe);
+    CHECK_STR(r.str.s, "<b>&lt;");
+    CHECK(tv_binop(RT, TV_ADD, S("<"), SAFE("<b>"), &r) == 0 && r.safe);
+    CHECK_STR(r.str.s, "&lt;<b>");
+    /* ~ */
+    CHECK_STR(op(tv_int(1), TV_CONCAT, tv_float(2.5)), "'12.5'");
+    CHECK_STR(op(tv_undef("x"), TV_CONCAT, S("a")), "'a'");
+    RT->autoescape = true;
+    CHECK(tv_binop(RT, TV_CONCAT, SAFE("a"), S("<"), &r) == 0 && r.safe);
+    CHECK_STR(r.str.s, "a&lt;");
+    CHECK(tv_binop(RT, TV_CONCAT, S("a"), S("<"), &r) == 0 && !r.safe);
+    CHECK_STR(r.str.s, "a<");
+    RT->autoescape = false;
+    CHECK(tv_binop(RT, TV_CONCAT, SAFE("a"), S("<"), &r) == 0 && !r.safe);
+    CHECK_STR(r.str.s, "a<");
+    /* string % */
+    CHECK_STR(op(S("%s-%d"), TV_MOD, J("[\"a\", 3.7]")), "'a-3'");
+    CHECK_STR(op(S("%05.1f|%x|%#o|%-4s|%r"), TV_MOD, J("[3.14159, 255, 8, \"ab\", \"q\"]")),
+              "\"003.1|ff|0o10|ab  |'q'\"");
+    CHECK_STR(op(S("%(a)s and %(b)03d"), TV_MOD, J("{\"a\": \"x\", \"b\": 7}")), "'x and 007'");
+    CHECK_STR(op(S("%s"), TV_MOD, tv_int(5)), "'5'");
+    CHECK_STR(op(S("%s %s"), TV_MOD, tv_int(5)), "!not enough arguments for format string");
+    CHECK_STR(op(S("%s"), TV_MOD, J("[1, 2]")), "!not all arguments converted during string formatting");
+    CHECK_STR(op(S("%e|%g|%.3g|%+d|% d|%5.1s|%c"), TV_MOD, J("[1.5, 1e20, 0.0001234, 3, 4, \"abc\", 65]")),
+              "'1.500000e+00|1e+20|0.000123|+3| 4|    a|A'");
+    CHECK_STR(op(S("%d%%"), TV_MOD, tv_int(50)), "'50%'");
+    CHECK_STR(op(S("%d"), TV_MOD, S("x")), "!%d format: a real number is required, not str");
+}
+
+static void test_compare(void)
+{
+    CHECK_STR(op(tv_int(1), TV_EQ, tv_float(1.0)), "True");
+    CHECK_STR(op(tv_bool(true), TV_EQ, tv_int(1)), "True");
+    CHECK_STR(op(tv_int(1), TV_EQ, S("1")), "False");
+    CHECK_STR(op(tv_undef("x"), TV_EQ, tv_none()), "False");
+    CHECK_STR(op(tv_undef("x"), TV_EQ, tv_undef("y")), "True");
+    CHECK_STR(op(tv_undef("x"), TV_NE, tv_int(0)), "True");
+    CHECK_STR(op(J("[1, [2]]"), TV_EQ, J("[1.0, [2]]")), "True");
+    CHECK_STR(op(J("{\"a\": 1, \"b\": 2}"), TV_EQ, J("{\"b\": 2, \"a\": 1}")), "True");
+    CHECK_STR(op(S("abc"), TV_LT, S("abd")), "True");
+    CHECK_STR(op(S("\xc3\xa9"), TV_GT, S("z")), "True");
+    CHECK_STR(op(J("[1, 2]"), TV_LT, J("[1, 2, 0]")), "True");
+    CHECK_STR(op(tv_int(2), TV_GE, tv_float(2.0)), "True");
+    CHECK_STR(op(tv_int(9007199254740993), TV_GT, tv_float(9007199254740992.0)), "True");
+    CHECK_STR(op(S("a"), TV_LT, tv_int(1)), "!'<' not supported between instances of 'str' and 'int'");
+    CHECK_STR(op(J("[1, 2]"), TV_LT, J("[1, \"a\"]")), "!'<' not supported between instances of 'int' and 'str'");
+    CHECK_STR(op(tv_none(), TV_GT, tv_none()), "!'>' not supported between instances of 'NoneType' and 'NoneType'");
+    CHECK_STR(op(tv_undef("x"), TV_LT, tv_int(1)), "!'x' is undefined");
+    CHECK_STR(op(S("b"), TV_IN, S("abc")), "True");
+    CHECK_STR(op(S(""), TV_IN, S("abc")), "True");
+    CHECK_STR(op(tv_int(2), TV_IN, J("[1, 2.0]")), "True");
+    CHECK_STR(op(S("a"), TV_IN, J("{\"a\": 1}")), "True");
+    CHECK_STR(op(S("b"), TV_NOTIN, J("{\"a\": 1}")), "True");
+    CHECK_STR(op(S("a"), TV_IN, tv_undef("x")), "False");
+    CHECK_STR(op(tv_int(1), TV_IN, S("abc")), "!'in <string>' requires string as left operand, not int");
+    CHECK_STR(op(tv_int(1), TV_IN, tv_int(2)), "!argument of type 'int' is not iterable");
+}
+
+/* ---- looking into values -------------------------------------------------------- */
+
+static const char *attr(tv v, const char *name)
+{
+    tv r;
+    if (tv_getattr(RT, v, name, &r) < 0)
+        return take_error();
+    if (r.kind == TV_UNDEF)
+        return "<undefined>";
+    return repr_of(r);
+}
+
+static const char *item(tv v, tv k)
+{
+    tv r;
+    if (tv_getitem(RT, v, k, &r) < 0)
+        return take_error();
+    if (r.kind == TV_UNDEF)
+        return "<undefined>";
+    return repr_of(r);
+}
+
+static const char *slice(tv v, tv a, tv b, tv c)
+{
+    tv r;
+    if (tv_slice(RT, v, a, b, c, &r) < 0)
+        return take_error();
+    return repr_of(r);
+}
+
+/* v.name(args...) as repr */
+static const char *call(tv v, const char *name, size_t n, ...)
+{
+    tv args[12];
+    va_list ap;
+    va_start(ap, n);
+    for (size_t i = 0; i < n; i++)
+        args[i] = va_arg(ap, tv);
+    va_end(ap);
+    tv r;
+    bool found;
+    if (tv_call_method(RT, v, name, args, n, NULL, 0, &r, &found) < 0)
+        return take_error();
+    if (!found)
+        return "<no method>";
+    return repr_of(r);
+}
+
+static void test_lookup(void)
+{
+    tv d = J("{\"a\": 1, \"items\": 2, \"b\": [10, 20, 30]}");
+    CHECK_STR(attr(d, "a"), "1");
+    CHECK_STR(attr(d, "zz"), "<undefined>");
+    CHECK_STR(attr(d, "items"), "<built-in method items>"); /* the method wins */
+    CHECK_STR(item(d, S("items")), "2");                     /* the item wins */
+    CHECK_STR(item(d, S("keys")), "<built-in method keys>");
+    CHECK_STR(attr(tv_undef("u"), "a"), "!'u' is undefined");
+    CHECK_STR(item(tv_undef("u"), tv_int(0)), "!'u' is undefined");
+    tv l = J("[10, 20, 30]");
+    CHECK_STR(item(l, tv_int(-1)), "30");
+    CHECK_STR(item(l, tv_int(3)), "<undefined>");
+    CHECK_STR(item(l, tv_bool(true)), "20");
+    CHECK_STR(item(S("h\xc3\xa9llo"), tv_int(1)), "'\xc3\xa9'");
+    CHECK_STR(item(tv_int(5), tv_int(0)), "<undefined>");
+    CHECK_STR(slice(l, tv_none(), tv_none(), tv_int(-1)), "[30, 20, 10]");
+    CHECK_STR(slice(l, tv_int(1), tv_none(), tv_none()), "[20, 30]");
+    CHECK_STR(slice(l, tv_int(-2), tv_int(100), tv_none()), "[20, 30]");
+    CHECK_STR(slice(l, tv_int(5), tv_int(1), tv_int(-2)), "[30]");
+    CHECK_STR(slice(S("h\xc3\xa9llo"), tv_int(1), tv_int(3), tv_none()), "'\xc3\xa9l'");
+    CHECK_STR(slice(S("abcdef"), tv_none(), tv_none(), tv_int(2)), "'ace'");
+    CHECK_STR(slice(S("abcdef"), tv_int(-1), tv_int(-4), tv_int(-1)), "'fed'");
+    CHECK_STR(slice(l, tv_none(), tv_none(), tv_int(0)), "!slice step cannot be zero");
+    int64_t n;
+    CHECK(tv_length(RT, S("h\xc3\xa9"), &n) == 0 && n == 2);
+    CHECK(tv_length(RT, d, &n) == 0 && n == 3);
+    CHECK(tv_length(RT, tv_int(3), &n) < 0);
+    CHECK_STR(take_error(), "!object of type 'int' has no len()");
+    tv *it;
+    size_t cnt;
+    /* dicts iterate in the JSON text's order */
+    CHECK(tv_iterate(RT, J("{\"z\": 1, \"a\": 2, \"m\": 3}"), &it, &cnt) == 0 && cnt == 3);
+    CHECK_STR(it[0].str.s, "z");
+    CHECK_STR(it[1].str.s, "a");
+    CHECK_STR(it[2].str.s, "m");
+    CHECK(tv_iterate(RT, S("a\xc3\xa9"), &it, &cnt) == 0 && cnt == 2);
+    CHECK_STR(it[1].str.s, "\xc3\xa9");
+    CHECK(tv_iterate(RT, tv_undef("x"), &it, &cnt) == 0 && cnt == 0);
+    CHECK(tv_iterate(RT, tv_int(1), &it, &cnt) < 0);
+    CHECK_STR(take_error(), "!'int' object is not iterable");
+}
+
+static void test_methods(void)
+{
+    tv d = J("{\"a\": 1, \"b\": [2]}");
+    CHECK_STR(call(d, "items", 0), "[['a', 1], ['b', [2]]]");
+    CHECK_STR(call(d, "keys", 0), "['a', 'b']");
+    CHECK_STR(call(d, "values", 0), "[1, [2]]");
+    CHECK_STR(call(d, "get", 1, S("a")), "1");
+    CHECK_STR(call(d, "get", 1, S("x")), "None");
+    CHECK_STR(call(d, "get", 2, S("x"), tv_int(0)), "0");
+    CHECK_STR(call(d, "nope", 0), "<no method>");
+    CHECK_STR(call(S("  a b  "), "strip", 0), "'a b'");
+    CHECK_STR(call(S("xxaxx"), "lstrip", 1, S("x")), "'axx'");
+    CHECK_STR(call(S("xxaxx"), "rstrip", 1, S("x")), "'xxa'");
+    CHECK_STR(call(S("stra\xc3\x9f" "e"), "upper", 0), "'STRASSE'");
+    CHECK_STR(call(S("\xc3\x89T\xc3\x89"), "lower", 0), "'\xc3\xa9t\xc3\xa9'");
+    CHECK_STR(call(S("they're bill's 3rd"), "title", 0), "\"They'Re Bill'S 3Rd\"");
+    CHECK_STR(call(S("hELLO wORLD"), "capitalize", 0), "'Hello world'");
+    CHECK_STR(call(S("a,b,,c"), "split", 1, S(",")), "['a', 'b', '', 'c']");
+    CHECK_STR(call(S("a,b,,c"), "split", 2, S(","), tv_int(1)), "['a', 'b,,c']");
+    CHECK_STR(call(S("  a  b \t c  "), "split", 0), "['a', 'b', 'c']");
+    CHECK_STR(call(S("  a  b \t c  "), "split", 2, tv_none(), tv_int(1)), "['a', 'b \\t c  ']");
+    CHECK_STR(call(S(""), "split", 0), "[]");
+    CHECK_STR(call(S(""), "split", 1, S(",")), "['']");
+    CHECK_STR(call(S("-"), "join", 1, J("[\"a\", \"b\"]")), "'a-b'");
+    CHECK_STR(call(S("-"), "join", 1, J("[\"a\", 1]")), "!sequence item 1: expected str instance, int found");
+    CHECK_STR(call(S("aaa"), "replace", 2, S("a"), S("b")), "'bbb'");
+    CHECK_STR(call(S("aaa"), "replace", 3, S("a"), S("b"), tv_int(2)), "'bba'");
+    CHECK_STR(call(S("ab"), "replace", 2, S(""), S("-")), "'-a-b-'");
+    CHECK_STR(call(S("abcabc"), "count", 1, S("bc")), "2");
+    CHECK_STR(call(S("h\xc3\xa9llo"), "find", 1, S("l")), "2");
+    CHECK_STR(call(S("hello"), "find", 1, S("z")), "-1");
+    CHECK_STR(call(S("hello"), "startswith", 1, S("he")), "True");
+    CHECK_STR(call(S("hello"), "endswith", 1, J("[\"x\", \"lo\"]")), "True");
+    CHECK_STR(call(S("123"), "isdigit", 0), "True");
+    CHECK_STR(call(S(""), "isdigit", 0), "False");
+    CHECK_STR(call(S("ab1"), "isalpha", 0), "False");
+    CHECK_STR(call(S("{} and {0} {x!r:>5}"), "format", 1, S("a")), "!cannot switch from automatic field numbering to manual field specification");
+    CHECK_STR(call(S("{0} {x!r:>5}"), "format", 1, S("a")), "!KeyError: 'x'");
+    CHECK_STR(call(S("{} and {}"), "format", 2, S("a"), tv_int(2)), "'a and 2'");
+    CHECK_STR(call(S("{0}{1}{0}"), "format", 2, S("a"), S("b")), "'aba'");
+    CHECK_STR(call(S("{:.2f}|{:>6}|{:<4}|{:^7}|{:05d}|{:,}|{:x}|{!r}|{{}}"), "format", 9,
+                   tv_float(3.14159), S("ab"), tv_int(1), S("mid"), tv_int(-42),
+                   tv_int(1234567), tv_int(255), S("q"), tv_none()),
+              "\"3.14|    ab|1   |  mid  |-0042|1,234,567|ff|'q'|{}\"");
+    CHECK_STR(call(S("{:.3}|{}|{:.1%}|{:e}|{:+.1f}"), "format", 5, tv_float(1.0), tv_float(0.5),
+                   tv_float(0.25), tv_float(12345.678), tv_float(2.25)),
+              "'1.0|0.5|25.0%|1.234568e+04|+2.2'");
+    CHECK_STR(call(S("x"), "center", 2, tv_int(4), S("*")), "'*x**'");
+    CHECK_STR(call(S("ab"), "center", 1, tv_int(5)), "'  ab '");
+    CHECK_STR(call(J("[1, 2, 1]"), "count", 1, tv_int(1)), "2");
+    CHECK_STR(call(J("[1, 2, 1]"), "index", 1, tv_int(2)), "1");
+    CHECK_STR(call(J("[1, 2, 1]"), "index", 1, tv_int(5)), "!5 is not in list");
+    /* a bound method calls through its hook */
+    tv m;
+    CHECK(tv_getattr(RT, S("ab"), "upper", &m) == 0 && m.kind == TV_OPAQUE);
+    tv r;
+    CHECK(m.op.type->call(RT, m.op.ptr, NULL, 0, NULL, 0, &r) == 0);
+    CHECK_STR(repr_of(r), "'AB'");
+    CHECK_STR(str_of(m), "<built-in method upper>");
+}
+
+int main(void)
+{
+    RT = rt_new();
+    test_str_repr();
+    test_output();
+    test_truth();
+    test_arith();
+    test_compare();
+    test_lookup();
+    test_methods();
+    rt_free(RT);
+    return CHECK_DONE();
+}
