@@ -1,0 +1,480 @@
+"""
+test_templates.py — the differential test of Carafe's template engine
+against Jinja2 (python3-jinja2, Debian's 3.1.2, as /usr/bin/python3 has it).
+
+Every case renders with both, on the same folder of templates and the same
+context, and must agree:
+
+  corpus      tests/templates/cases/*.json, each a list of cases
+                {"name": "...", "templates": {"page.html": "...", ...},
+                 "render": "page.html", "context": {...}}
+              with "error": true when both must fail, and optionally
+              "expect": "..." (Jinja's output, checked by --jinja-only)
+  generated   a few hundred small expression templates from a seeded
+              grammar (literals, arithmetic, comparisons, filters, string
+              concatenation, inline if), the same ones on every run
+  reference   jinja2.Environment(loader=FileSystemLoader(folder),
+              autoescape=<Flask's choice: .html .htm .xml .xhtml .svg>),
+              everything else Jinja's defaults
+  engine      carafe-render --templates FOLDER NAME, the context as JSON on
+              stdin: the rendering on stdout (exit 0) or "file:line...: msg"
+              on stderr (exit 1)
+
+A case passes when the output bytes are equal (stdout against Jinja's
+rendering encoded as UTF-8), or when both fail; when Jinja's failure is a
+TemplateSyntaxError the line in carafe-render's "file:LINE:" must be Jinja's
+e.lineno. Failures in files named nice_to_have*.json are printed as warnings
+and do not fail the test (features the engine need not have).
+
+Run:
+  python3 tests/integration/test_templates.py            # CF_BUILD_DIR/tools/carafe-render
+  python3 tests/integration/test_templates.py --render build/tools/carafe-render
+  python3 tests/integration/test_templates.py --jinja-only   # validate the corpus
+  ... -k NAME   only the cases whose name contains NAME;  -v  list every case
+(under CTest: CF_BUILD_DIR and CF_SOURCE_DIR come from the environment; the
+default binary is /work/wt-tpl/build/tools/carafe-render when CF_BUILD_DIR
+is not set). A missing carafe-render is a failure, never a skip.
+"""
+import argparse
+import concurrent.futures
+import glob
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+
+import jinja2  # python3-jinja2  # noqa: E402
+import jinja2.sandbox  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.environ.get("CF_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
+CASES_DIR = os.path.join(SOURCE_DIR, "tests", "templates", "cases")
+TIMEOUT = 10  # seconds, per carafe-render run
+WORKERS = 2
+
+AUTOESCAPE_EXT = (".html", ".htm", ".xml", ".xhtml", ".svg")
+
+
+def flask_autoescape(name):
+    return name is not None and name.endswith(AUTOESCAPE_EXT)
+
+
+# ---- the corpus -------------------------------------------------------------
+
+class Case:
+    def __init__(self, source, name, templates, render, context, error, expect=None):
+        self.source = source      # the file it came from (or "generated")
+        self.name = name
+        self.templates = templates
+        self.render = render
+        self.context = context
+        self.error = error
+        self.expect = expect
+
+    @property
+    def nice_to_have(self):
+        return os.path.basename(self.source).startswith("nice_to_have")
+
+    def label(self):
+        return f"{os.path.basename(self.source)}::{self.name}"
+
+
+def load_corpus():
+    cases, problems = [], []
+    files = sorted(glob.glob(os.path.join(CASES_DIR, "*.json")))
+    if not files:
+        problems.append(f"no case files in {CASES_DIR}")
+    names = set()
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError) as e:
+            problems.append(f"{path}: {e}")
+            continue
+        if not isinstance(data, list):
+            problems.append(f"{path}: not a list of cases")
+            continue
+        for i, c in enumerate(data):
+            where = f"{os.path.basename(path)}[{i}]"
+            if not isinstance(c, dict) or "name" not in c or "templates" not in c:
+                problems.append(f"{where}: a case needs name and templates")
+                continue
+            unknown = set(c) - {"name", "templates", "render", "context", "error", "expect", "note"}
+            if unknown:
+                problems.append(f"{where} {c['name']}: unknown keys {sorted(unknown)}")
+            render = c.get("render", "page.html")
+            if render not in c["templates"] and not c.get("error"):
+                problems.append(f"{where} {c['name']}: render {render!r} is not among its templates")
+            key = (os.path.basename(path), c["name"])
+            if key in names:
+                problems.append(f"{where}: duplicate case name {c['name']!r}")
+            names.add(key)
+            ctx = c.get("context", {})
+            if not isinstance(ctx, dict):
+                problems.append(f"{where} {c['name']}: context must be an object")
+                continue
+            cases.append(Case(path, c["name"], c["templates"], render, ctx,
+                              bool(c.get("error")), c.get("expect")))
+    return cases, problems
+
+
+# ---- generated expressions ----------------------------------------------------
+# A typed grammar, so that the only runtime errors are the ones both engines
+# must raise (division by zero). Integers stay small (no big powers, no big
+# repetitions), far inside int64.
+
+class Gen:
+    STRS = ["'a'", "'abc'", "''", "'Hello World'", "'x,y,z'", "' pad '", "'<b>'",
+            "'&'", "'caf\u00e9'", "'\u65e5\u672c'", "\"it's\"", "'a-b c'", "'42'", "'3.5'"]
+    FLOATS = ["0.5", "1.5", "2.25", "0.1", "0.2", "3.0", "100.0", "1e3", "2.5e-3",
+              "1.0", "0.125", "7.75", "12345.678", "0.3"]
+    NAMES_INT = {"n": 7, "m": -3, "z": 0, "big": 1000000}
+    NAMES_FLOAT = {"f": 2.5, "g": -0.75, "h": 100.0}
+    NAMES_STR = {"s": "Caf\u00e9 <&> \"q\" 'a'", "w": "hello world", "e": ""}
+    NAMES_LIST = {"xs": [3, 1, 2], "ws": ["b", "a", "C"], "empty": []}
+
+    def __init__(self, seed):
+        self.r = random.Random(seed)
+
+    def pick(self, xs):
+        return self.r.choice(xs)
+
+    def int_(self, d):
+        r = self.r
+        if d <= 0 or r.random() < 0.12:
+            k = r.random()
+            if k < 0.6:
+                return str(r.choice([0, 1, 2, 3, 5, 7, 10, 12, 99, 255]))
+            if k < 0.8:
+                return self.pick(list(self.NAMES_INT))
+            return "(%s)" % self.pick(["-4", "-1", "-17"])
+        k = r.randrange(12)
+        a, b = self.int_(d - 1), self.int_(d - 1)
+        if k <= 3:
+            return f"({a} {self.pick(['+', '-', '*'])} {b})"
+        if k == 4:
+            return f"({a} {self.pick(['//', '%'])} {b})"
+        if k == 5:
+            return f"({self.pick(['2', '3', '-2', '10'])} ** {r.randrange(0, 6)})"
+        if k == 6:
+            return f"({a}|abs)"
+        if k == 7:
+            return f"({self.str_(d - 1)}|length)"
+        if k == 8:
+            return f"({a} if {self.bool_(d - 1)} else {b})"
+        if k == 9:
+            return f"({self.float_(d - 1)}|int)"
+        if k == 10:
+            return f"(-{a})"
+        return f"({self.list_(d - 1)}|{self.pick(['sum', 'length', 'max', 'min', 'first', 'last'])})"
+
+    def float_(self, d):
+        r = self.r
+        if d <= 0 or r.random() < 0.12:
+            if r.random() < 0.75:
+                return self.pick(self.FLOATS)
+            return self.pick(list(self.NAMES_FLOAT))
+        k = r.randrange(8)
+        a, b = self.float_(d - 1), self.num_(d - 1)
+        if k <= 2:
+            return f"({a} {self.pick(['+', '-', '*'])} {b})"
+        if k == 3:
+            return f"({self.num_(d - 1)} / {self.num_(d - 1)})"
+        if k == 4:
+            return f"({a} {self.pick(['//', '%'])} {b})"
+        if k == 5:
+            method = self.pick(["", ", 'floor'", ", 'ceil'"])
+            return f"({a}|round({r.randrange(0, 4)}{method}))"
+        if k == 6:
+            return f"({self.pick([self.str_(d - 1) + '|length', self.int_(d - 1)])}|float)"
+        return f"({a}|abs)"
+
+    def num_(self, d):
+        return self.int_(d) if self.r.random() < 0.5 else self.float_(d)
+
+    def str_(self, d):
+        r = self.r
+        if d <= 0 or r.random() < 0.12:
+            if r.random() < 0.7:
+                return self.pick(self.STRS)
+            return self.pick(list(self.NAMES_STR))
+        k = r.randrange(12)
+        a = self.str_(d - 1)
+        if k <= 1:
+            return f"({a} ~ {self.pick([self.num_(d - 1), self.str_(d - 1), 'none', 'true'])})"
+        if k == 2:
+            return f"({a} + {self.str_(d - 1)})"
+        if k == 3:
+            return f"({a} * {r.randrange(-1, 4)})"
+        if k == 4:
+            return f"({a}|{self.pick(['upper', 'lower', 'title', 'capitalize', 'trim', 'reverse', 'e', 'string', 'striptags', 'urlencode', 'wordcount|string'])})"
+        if k == 5:
+            return f"({a} if {self.bool_(d - 1)} else {self.str_(d - 1)})"
+        if k == 6:
+            return f"({self.num_(d - 1)}|string)"
+        if k == 7:
+            return f"({a}|replace({self.pick(['a', 'l', ' ', 'o'])!r}, {self.pick(['', 'X', '--'])!r}))"
+        if k == 8:
+            return f"({a}|center({r.randrange(0, 14)}))"
+        if k == 9:
+            return f"({self.list_(d - 1)}|join({self.pick(['', ', ', '-'])!r}))"
+        if k == 10:
+            return f"({a}|truncate({r.randrange(3, 14)}, {self.pick(['false', 'true'])}, {self.pick(['...', '', '~'])!r}, {r.randrange(0, 6)}))"
+        return f"({a}|default({self.str_(d - 1)}, true))"
+
+    def bool_(self, d):
+        r = self.r
+        if d <= 0 or r.random() < 0.12:
+            return self.pick(["true", "false", "True", "none is none", "n is odd", "z is even"])
+        k = r.randrange(9)
+        if k <= 1:
+            op = self.pick(["<", "<=", ">", ">=", "==", "!="])
+            return f"({self.num_(d - 1)} {op} {self.num_(d - 1)})"
+        if k == 2:
+            return f"({self.num_(d - 1)} < {self.num_(d - 1)} <= {self.num_(d - 1)})"
+        if k == 3:
+            return f"({self.str_(d - 1)} {self.pick(['==', '!=', '<', '>'])} {self.str_(d - 1)})"
+        if k == 4:
+            return f"({self.str_(d - 1)} {self.pick(['in', 'not in'])} {self.str_(d - 1)})"
+        if k == 5:
+            return f"(not {self.bool_(d - 1)})"
+        if k == 6:
+            return f"({self.bool_(d - 1)} {self.pick(['and', 'or'])} {self.bool_(d - 1)})"
+        if k == 7:
+            return f"({self.int_(d - 1)} is {self.pick(['odd', 'even', 'divisibleby(3)', 'number', 'string', 'defined', 'not none'])})"
+        return f"({self.int_(d - 1)} in {self.list_(d - 1)})"
+
+    def list_(self, d):
+        r = self.r
+        if d <= 0 or r.random() < 0.4:
+            return self.pick(["[1, 2, 3]", "[5]", "[-2, 9, 4, 4]", "xs", "range(%d)" % r.randrange(1, 6),
+                              "range(10, 0, -3)"])
+        k = r.randrange(4)
+        if k == 0:
+            return f"({self.list_(d - 1)}|list + [{self.int_(d - 1)}])"
+        if k == 1:
+            return f"({self.list_(d - 1)}|sort{self.pick(['', '(reverse=true)'])}|list)"
+        if k == 2:
+            return f"({self.list_(d - 1)}|unique|list)"
+        return f"({self.list_(d - 1)}|reverse|list)"
+
+    def any_(self, d):
+        k = self.r.randrange(6)
+        return [self.int_, self.float_, self.str_, self.str_, self.bool_, self.any_other][k](d)
+
+    def any_other(self, d):
+        k = self.r.randrange(4)
+        if k == 0:
+            return f"{self.list_(d)}|list"
+        if k == 1:
+            return f"({self.bool_(d - 1)} and {self.str_(d - 1)}) or {self.num_(d - 1)}"
+        if k == 2:
+            return f"{self.str_(d - 1)} if {self.bool_(d - 1)}"
+        return f"{self.list_(d - 1)}[{self.r.randrange(-2, 2)}]"
+
+
+class _Bounded(jinja2.sandbox.SandboxedEnvironment):
+    """Evaluates a generated expression, raising OverflowError when a value
+    on the way leaves what the engine promises (int64; here much less, and
+    floats small enough for |int)."""
+    intercepted_binops = frozenset(["+", "-", "*", "/", "//", "%", "**"])
+
+    def call_binop(self, context, operator, left, right):
+        v = super().call_binop(context, operator, left, right)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) > 1e15:
+            raise OverflowError(f"{left!r} {operator} {right!r}")
+        return v
+
+
+def _in_range(expr, ctx):
+    env = _Bounded()
+    try:
+        v = env.from_string("{{ (" + expr + ")|string }}").render(**ctx)
+    except ZeroDivisionError:
+        return True  # both must fail
+    except OverflowError:
+        return False
+    if re.search(r"\d{16}|e\+", v):
+        return False  # a big number made by a filter (|int, |sum)
+    return True
+
+
+def generated_cases(count=300, seed=1913):
+    g = Gen(seed)
+    ctx = {**Gen.NAMES_INT, **Gen.NAMES_FLOAT, **Gen.NAMES_STR, **Gen.NAMES_LIST}
+    out, seen = [], set()
+    while len(out) < count:
+        expr = g.any_(g.r.randrange(2, 5))
+        if expr in seen or not _in_range(expr, ctx):
+            continue
+        seen.add(expr)
+        ext = "html" if g.r.random() < 0.5 else "txt"
+        name = f"gen{len(out):03d}"
+        out.append(Case("generated", name, {f"expr.{ext}": "{{ " + expr + " }}"},
+                        f"expr.{ext}", ctx, None))
+    return out
+
+
+# ---- rendering ----------------------------------------------------------------
+
+def write_templates(case, folder):
+    for name, text in case.templates.items():
+        path = os.path.join(folder, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+
+
+def render_jinja(case, folder):
+    """("ok", bytes) or ("error", exception)."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder),
+                             autoescape=flask_autoescape)
+    try:
+        out = env.get_template(case.render).render(**case.context)
+        return "ok", out.encode("utf-8")
+    except Exception as e:  # noqa: BLE001 — any failure is a failure to render
+        return "error", e
+
+
+LINE_RE = re.compile(r"^[^\n:]+:(\d+)(?::\d+)?:", re.M)
+
+
+def render_carafe(case, folder, binary):
+    """("ok", stdout bytes) / ("error", stderr text) / ("crash", description)."""
+    try:
+        p = subprocess.run([binary, "--templates", folder, case.render],
+                           input=json.dumps(case.context).encode(),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return "crash", f"timed out after {TIMEOUT} s"
+    err = p.stderr.decode("utf-8", "replace")
+    if p.returncode == 0:
+        return "ok", p.stdout
+    if p.returncode == 1:
+        return "error", err
+    return "crash", f"exit {p.returncode}: {err.strip()[:2000]}"
+
+
+def show(b):
+    if isinstance(b, bytes):
+        try:
+            return repr(b.decode("utf-8"))
+        except UnicodeDecodeError:
+            return repr(b)
+    return repr(b)
+
+
+def templates_text(case):
+    lines = []
+    for name, text in case.templates.items():
+        lines.append(f"    --- {name}: {text!r}")
+    if case.context:
+        lines.append(f"    --- context: {json.dumps(case.context, ensure_ascii=False)[:600]}")
+    return "\n".join(lines)
+
+
+def check_case(case, binary, jinja_only):
+    """None when it passes, else the text of the failure."""
+    folder = tempfile.mkdtemp(prefix="cf-tpl-")
+    try:
+        write_templates(case, folder)
+        jk, jv = render_jinja(case, folder)
+        # The corpus itself: a hand-written case says what Jinja does.
+        if case.error is True and jk == "ok":
+            return f"corpus: marked error but Jinja renders {show(jv)}"
+        if case.error is False and jk == "error":
+            return f"corpus: Jinja fails: {type(jv).__name__}: {jv}"
+        if jk == "ok" and case.expect is not None and jv != case.expect.encode("utf-8"):
+            return f"corpus: expect {case.expect!r} but Jinja renders {show(jv)}"
+        if jinja_only:
+            return None
+        ck, cv = render_carafe(case, folder, binary)
+        if ck == "crash":
+            return f"carafe-render crashed: {cv}"
+        if jk == "ok" and ck == "ok":
+            if jv == cv:
+                return None
+            return f"output differs\n    expected {show(jv)}\n    got      {show(cv)}"
+        if jk == "ok":
+            return f"Jinja renders {show(jv)} but carafe-render fails: {cv.strip()[:500]}"
+        if ck == "ok":
+            return (f"Jinja fails ({type(jv).__name__}: {jv}) but carafe-render "
+                    f"renders {show(cv)}")
+        if isinstance(jv, jinja2.TemplateSyntaxError):
+            m = LINE_RE.search(cv)
+            got = int(m.group(1)) if m else None
+            if got != jv.lineno:
+                return (f"syntax error line: Jinja says {jv.lineno} ({jv.name}: {jv.message}), "
+                        f"carafe-render says {got}: {cv.strip()[:300]!r}")
+        return None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def find_binary(arg):
+    if arg:
+        return arg
+    build = os.environ.get("CF_BUILD_DIR") or "/work/wt-tpl/build"
+    return os.path.join(build, "tools", "carafe-render")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--render", help="path of carafe-render (default $CF_BUILD_DIR/tools/carafe-render)")
+    ap.add_argument("--jinja-only", action="store_true",
+                    help="only check the corpus against Jinja2 (no carafe-render)")
+    ap.add_argument("-k", help="only cases whose label contains this")
+    ap.add_argument("-v", action="store_true", help="print every case")
+    ap.add_argument("--no-generated", action="store_true")
+    args = ap.parse_args()
+
+    start = time.monotonic()
+    cases, problems = load_corpus()
+    for p in problems:
+        print("corpus:", p)
+    if not args.no_generated:
+        cases += generated_cases()
+    if args.k:
+        cases = [c for c in cases if args.k in c.label()]
+
+    binary = None
+    if not args.jinja_only:
+        binary = find_binary(args.render)
+        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            print(f"FAIL: carafe-render not found at {binary} (build the tools/ target, "
+                  f"or pass --render PATH; --jinja-only checks the corpus alone)")
+            return 1
+
+    failed, warned = [], []
+    with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
+        results = pool.map(lambda c: (c, check_case(c, binary, args.jinja_only)), cases)
+        for case, res in results:
+            if res is None:
+                if args.v:
+                    print(f"ok    {case.label()}")
+                continue
+            warn = case.nice_to_have and not res.startswith("corpus:")
+            (warned if warn else failed).append(case)
+            print(f"{'WARN' if warn else 'FAIL'}  {case.label()}: {res}")
+            print(templates_text(case))
+    n_gen = sum(1 for c in cases if c.source == "generated")
+    mode = "jinja-only" if args.jinja_only else os.path.relpath(binary)
+    print(f"{len(cases)} cases ({len(cases) - n_gen} from the corpus, {n_gen} generated), "
+          f"{len(failed)} failed, {len(warned)} nice-to-have failed (warnings) "
+          f"[{mode}, {time.monotonic() - start:.1f} s]")
+    if problems:
+        print(f"{len(problems)} problems in the corpus files")
+    return 1 if failed or problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
