@@ -344,7 +344,9 @@ def render_jinja(case, folder):
         return "error", e
 
 
-LINE_RE = re.compile(r"^[^\n:]+:(\d+)(?::\d+)?:", re.M)
+# "file:LINE:col: reason" (or "file:LINE: reason"), possibly after a prefix
+LINE_RE = re.compile(r"(?:^|\s)(\S+?):(\d+)(?::\d+)?:", re.M)
+SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error: ")
 
 
 def render_carafe(case, folder, binary):
@@ -357,11 +359,21 @@ def render_carafe(case, folder, binary):
     except subprocess.TimeoutExpired:
         return "crash", f"timed out after {TIMEOUT} s"
     err = p.stderr.decode("utf-8", "replace")
+    if SANITIZER_RE.search(err):  # ASan exits 1 too
+        return "crash", f"exit {p.returncode}, sanitizer report: {err.strip()[:3000]}"
     if p.returncode == 0:
         return "ok", p.stdout
     if p.returncode == 1:
         return "error", err
     return "crash", f"exit {p.returncode}: {err.strip()[:2000]}"
+
+
+def first_difference(a, b):
+    """Where two outputs part, with some context, for long outputs."""
+    n = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    lo, line = max(0, n - 40), a[:n].count(b"\n") + 1
+    return (f"\n    first difference at byte {n} (line {line}):"
+            f"\n      expected ...{show(a[lo:n + 40])}\n      got      ...{show(b[lo:n + 40])}")
 
 
 def show(b):
@@ -403,18 +415,25 @@ def check_case(case, binary, jinja_only):
         if jk == "ok" and ck == "ok":
             if jv == cv:
                 return None
-            return f"output differs\n    expected {show(jv)}\n    got      {show(cv)}"
+            if max(len(jv), len(cv)) <= 300:
+                return f"output differs\n    expected {show(jv)}\n    got      {show(cv)}"
+            return (f"output differs ({len(jv)} bytes expected, {len(cv)} got)"
+                    f"{first_difference(jv, cv)}")
         if jk == "ok":
             return f"Jinja renders {show(jv)} but carafe-render fails: {cv.strip()[:500]}"
         if ck == "ok":
             return (f"Jinja fails ({type(jv).__name__}: {jv}) but carafe-render "
                     f"renders {show(cv)}")
         if isinstance(jv, jinja2.TemplateSyntaxError):
+            want = jv.name or os.path.relpath(jv.filename or "?", folder)
             m = LINE_RE.search(cv)
-            got = int(m.group(1)) if m else None
+            got_file, got = (m.group(1), int(m.group(2))) if m else (None, None)
             if got != jv.lineno:
-                return (f"syntax error line: Jinja says {jv.lineno} ({jv.name}: {jv.message}), "
-                        f"carafe-render says {got}: {cv.strip()[:300]!r}")
+                return (f"syntax error line: Jinja says {want}:{jv.lineno} ({jv.message}), "
+                        f"carafe-render says line {got}: {cv.strip()[:300]!r}")
+            if not (got_file == want or got_file.endswith("/" + want)):
+                return (f"syntax error file: Jinja says {want}:{jv.lineno} ({jv.message}), "
+                        f"carafe-render says {got_file}: {cv.strip()[:300]!r}")
         return None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
