@@ -323,6 +323,67 @@ def generated_cases(count=300, seed=1913):
     return out
 
 
+class BlockGen:
+    """Small templates of text and tags with random whitespace control:
+    the lexer's stripping rules, the trailing newline, CRLF."""
+    TEXT = ["", " ", "  ", "\t", "\n", " \n ", "\n\n", "a", " b ", "c\n", "\n  d", "\r\n", " \t\n\t "]
+
+    def __init__(self, seed):
+        self.r = random.Random(seed)
+
+    def text(self):
+        return "".join(self.r.choice(self.TEXT) for _ in range(self.r.randrange(0, 3)))
+
+    def o(self, kind):  # an opening delimiter, maybe with "-"
+        return "{" + kind + ("-" if self.r.random() < 0.4 else "") + " "
+
+    def c(self, kind):
+        return " " + ("-" if self.r.random() < 0.4 else "") + kind + "}"
+
+    def tag(self, body):
+        return self.o("%") + body + self.c("%")
+
+    def node(self, d):
+        r = self.r
+        k = r.randrange(8 if d > 0 else 4)
+        if k == 0:
+            return self.o("{") + r.choice(["x", "'<s>'", "xs|length", "i", "loop.index if loop"]) + self.c("}")
+        if k == 1:
+            return self.o("#") + r.choice(["c", "a\nb", ""]) + self.c("#")
+        if k == 2:
+            return self.tag("set y = " + str(r.randrange(9)))
+        if k == 3:
+            return self.text()
+        if k == 4:
+            return (self.tag(r.choice(["if t", "if not t", "if xs"])) + self.seq(d - 1)
+                    + (self.tag("else") + self.seq(d - 1) if r.random() < 0.4 else "")
+                    + self.tag("endif"))
+        if k == 5:
+            return (self.tag(r.choice(["for i in xs", "for i in []", "for i in range(2)"])) + self.seq(d - 1)
+                    + (self.tag("else") + self.seq(d - 1) if r.random() < 0.3 else "")
+                    + self.tag("endfor"))
+        if k == 6:
+            return self.tag("raw") + r.choice(["{{ x }}", " {% y %} ", "\n"]) + self.tag("endraw")
+        return self.tag("filter upper") + self.seq(d - 1) + self.tag("endfilter")
+
+    def seq(self, d):
+        return "".join(self.text() + self.node(d) for _ in range(self.r.randrange(1, 4))) + self.text()
+
+
+def generated_block_cases(count=120, seed=2026):
+    g = BlockGen(seed)
+    ctx = {"x": "X<", "t": True, "xs": [1, 2]}
+    out, seen = [], set()
+    while len(out) < count:
+        src = g.seq(2) + g.r.choice(["", "", "\n", "\n\n", " \n"])
+        if src in seen:
+            continue
+        seen.add(src)
+        ext = "html" if g.r.random() < 0.5 else "txt"
+        out.append(Case("generated", f"ws{len(out):03d}", {f"ws.{ext}": src}, f"ws.{ext}", ctx, None))
+    return out
+
+
 # ---- rendering ----------------------------------------------------------------
 
 def write_templates(case, folder):
@@ -461,7 +522,7 @@ def main():
     for p in problems:
         print("corpus:", p)
     if not args.no_generated:
-        cases += generated_cases()
+        cases += generated_cases() + generated_block_cases()
     if args.k:
         cases = [c for c in cases if args.k in c.label()]
 
