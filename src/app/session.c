@@ -112,7 +112,8 @@ static struct cf_session *load(cf_req *rq)
     const char *cookie = cf_cookie(rq, cookie_name(rq));
     s->had_cookie = cookie && *cookie;
     const char *key = secret_key(rq);
-    if (s->had_cookie && key) {
+    int64_t max_age = lifetime(rq);
+    if (s->had_cookie && key && max_age >= 0) { /* (a negative lifetime: all expired) */
         /* The current key and the fallbacks (Flask 3.1's key rotation). */
         json_t *fb = cfg(rq, "SECRET_KEY_FALLBACKS");
         size_t n = json_is_array(fb) ? json_array_size(fb) : 0;
@@ -122,7 +123,7 @@ static struct cf_session *load(cf_req *rq)
         for (size_t i = 0; i < n; i++)
             if (json_string_value(json_array_get(fb, i)))
                 keys[nk++] = json_string_value(json_array_get(fb, i));
-        s->data = cf_sess_unsign(keys, nk, cookie, lifetime(rq), (int64_t)time(NULL));
+        s->data = cf_sess_unsign(keys, nk, cookie, max_age, (int64_t)time(NULL));
     }
     if (s->data)
         s->loaded = cf_sess_dumps(rq, s->data);

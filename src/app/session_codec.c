@@ -420,14 +420,27 @@ static json_t *decode_payload(const char *p, size_t n)
         return NULL;
     json_t *obj = NULL;
     if (zipped) {
+        /* Grow the output as needed (most cookies inflate to a few KiB). */
         z_stream zs = {0};
-        unsigned char *out = malloc(MAX_JSON);
+        size_t cap = 16384;
+        unsigned char *out = malloc(cap);
         if (out && inflateInit(&zs) == Z_OK) {
             zs.next_in = raw;
             zs.avail_in = (uInt)len;
-            zs.next_out = out;
-            zs.avail_out = MAX_JSON;
-            if (inflate(&zs, Z_FINISH) == Z_STREAM_END)
+            int rc = Z_OK;
+            while (rc == Z_OK) {
+                if (zs.total_out == cap) {
+                    unsigned char *more = cap < MAX_JSON ? realloc(out, cap * 2) : NULL;
+                    if (!more)
+                        break;
+                    out = more;
+                    cap *= 2;
+                }
+                zs.next_out = out + zs.total_out;
+                zs.avail_out = (uInt)(cap - zs.total_out);
+                rc = inflate(&zs, Z_NO_FLUSH);
+            }
+            if (rc == Z_STREAM_END)
                 obj = json_loadb((const char *)out, zs.total_out, JSON_ALLOW_NUL, NULL);
             inflateEnd(&zs);
         }

@@ -7,7 +7,7 @@
  *                fixed timestamp: JSON text (sorted keys, \u escapes,
  *                surrogate pairs, floats as repr, tags), signed values byte
  *                for byte (plain and zlib-compressed), reading them back,
- *                max age, wrong key, fallback key, tampering
+ *                max age, wrong key, fallback key, tampering, a zip bomb
  *   round trip   set then read across requests with the returned cookie;
  *                Set-Cookie only when the session changed; Vary: Cookie
  *                when it was used (not for a request that never touched
@@ -91,6 +91,19 @@ static void h_codec(cf_req *rq)
     const char *arr = cf_sess_sign(rq, KEY, "[1]", TS), *bad = cf_sess_sign(rq, KEY, "{", TS);
     CHECK(!cf_sess_unsign(k1, 1, arr, -1, 0));
     CHECK(!cf_sess_unsign(k1, 1, bad, -1, 0));
+    /* Inflating: a 200 KiB session reads (the buffer grows), a 2 MiB one
+     * (a zip bomb in a 3 KiB cookie) is refused. */
+    for (size_t size = 200 << 10; size <= 2u << 20; size *= 10) {
+        char *big = cf_alloc(rq, size + 16);
+        memset(big, 'a', size + 16);
+        memcpy(big, "{\"a\":\"", 6);
+        memcpy(big + size + 6, "\"}", 3);
+        const char *c = cf_sess_sign(rq, KEY, big, TS);
+        CHECK(c[0] == '.' && strlen(c) < 4096);
+        json_t *o2 = cf_sess_unsign(k1, 1, c, -1, 0);
+        CHECK(size < (1u << 20) ? o2 && json_string_length(json_object_get(o2, "a")) == size : !o2);
+        json_decref(o2);
+    }
     cf_text(rq, 200, "codec");
 }
 
