@@ -113,6 +113,14 @@ static bool parse_method(pw_job *j, const char *m, size_t mlen)
         if (np == 3 && !parse_u64(parts[2], lens[2], &j->iterations))
             return false;
         j->md = EVP_get_digestbyname(name);
+        if (!j->md) { /* hashlib's "sha3_256" is OpenSSL's "sha3-256" */
+            char alt[sizeof name];
+            memcpy(alt, name, sizeof name);
+            for (char *c = alt; *c; c++)
+                if (*c == '_')
+                    *c = '-';
+            j->md = EVP_get_digestbyname(alt);
+        }
         if (!j->md || j->iterations < 1 || j->iterations > MAX_PBKDF2_ITERATIONS)
             return false;
         snprintf(j->method, sizeof j->method, "pbkdf2:%s:%llu", name,

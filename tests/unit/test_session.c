@@ -216,6 +216,11 @@ static void h_werkzeug(cf_req *rq)
     CHECK_INT(cf_password_verify(rq, W_PBKDF2, "px"), 0);
     CHECK_INT(cf_password_verify(rq, W_SCRYPT, "pw"), 1);
     CHECK_INT(cf_password_verify(rq, W_SCRYPT, "px"), 0);
+    /* hashlib's digest names with '_' (OpenSSL's have '-'). */
+    CHECK_INT(cf_password_verify(rq, "pbkdf2:sha3_256:100$iQI72O0yBcvR48KJ$f47837412d71f011341b45e9"
+                                     "40cbba2bffc384b05a1ce5ed1042b861cf50acd5", "pw"), 1);
+    CHECK_INT(cf_password_verify(rq, "pbkdf2:sha512_256:100$Fi0eEGpnqzUd0dhv$966d364d41251991b37ff6"
+                                     "71bbfd2f209178e3a88f157b68c386502e82c71f25", "pw"), 1);
     cf_text(rq, 200, "werkzeug");
 }
 
