@@ -14,7 +14,7 @@
  *                it); clear deletes the cookie (Expires 1970, Max-Age=0),
  *                clearing an empty session without a cookie sends nothing;
  *                permanent: Expires about now + lifetime, re-sent unchanged;
- *                error pages and redirects carry the cookie
+ *                error pages, redirects and a stream's head carry the cookie
  *   bad cookies  tampered, garbage, wrongly signed → empty, 200
  *   no key       reading is empty, writing is a 500 with Flask's message
  *   flashes      pop once per request (cached within it), categories,
@@ -139,6 +139,16 @@ static void h_abort(cf_req *rq)
 {
     cf_session_set_str(rq, "a", "1");
     cf_abort(rq, 404);
+}
+static int produce(cf_req *rq, void *arg)
+{
+    (void)arg;
+    return cf_write(rq, "streamed", 8);
+}
+static void h_stream(cf_req *rq)
+{
+    cf_session_set_str(rq, "s", "1");
+    cf_stream(rq, 200, "text/plain", produce, NULL);
 }
 static void h_flash(cf_req *rq)
 {
@@ -321,6 +331,9 @@ static void round_trips(cf_test_client *tc)
     r = cf_test_get(tc, "/abort");
     CHECK_INT(cf_test_status(r), 404);
     CHECK(cookie_of(r) != NULL);
+    r = cf_test_get(tc, "/stream"); /* a stream's head */
+    CHECK_STR(cf_test_body(r, NULL), "streamed");
+    CHECK(cookie_of(r) != NULL);
 }
 
 static void flashes(cf_test_client *tc)
@@ -408,6 +421,7 @@ int main(void)
     cf_route(app, "GET", "/clear", h_clear);
     cf_route(app, "GET", "/redirect", h_redirect);
     cf_route(app, "GET", "/abort", h_abort);
+    cf_route(app, "GET", "/stream", h_stream);
     cf_route(app, "GET", "/flash", h_flash);
     cf_route(app, "GET", "/flashes", h_flashes);
     cf_route(app, "GET", "/token", h_token);
