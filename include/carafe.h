@@ -590,6 +590,126 @@ void cf_template_filter(cf_app *app, const char *name, cf_template_fn fn, void *
 /* A string templates output as is, without escaping (Jinja's Markup): the
  * JSON object {"__html__": html}. New reference. */
 json_t *cf_markup(const char *html);
+/* Sessions, flash messages, CSRF                                      */
+/* ------------------------------------------------------------------ */
+
+/* Flask's `session`: a signed cookie that Flask 3.1 and Carafe both read
+ * and write (SecureCookieSessionInterface: itsdangerous'
+ * URLSafeTimedSerializer, salt "cookie-session", HMAC-SHA1; Flask's
+ * tagged JSON). Settings come from the app's config (cf_config) with
+ * Flask's names and defaults:
+ *   SECRET_KEY               signs the cookie; without it the session reads
+ *                            as empty and writing it fails the request (500,
+ *                            "The session is unavailable because no secret
+ *                            key was set...", logged)
+ *   SECRET_KEY_FALLBACKS     array of older keys still accepted for reading
+ *   SESSION_COOKIE_NAME      "session"
+ *   SESSION_COOKIE_DOMAIN, SESSION_COOKIE_PATH ("/"), SESSION_COOKIE_SECURE
+ *   (false), SESSION_COOKIE_HTTPONLY (true), SESSION_COOKIE_SAMESITE (none;
+ *   "Lax", "Strict", "None"), SESSION_COOKIE_PARTITIONED (false)
+ *   PERMANENT_SESSION_LIFETIME   seconds, 2678400 (31 days): the oldest
+ *                            signature accepted, and a permanent cookie's
+ *                            Expires
+ *   SESSION_REFRESH_EACH_REQUEST true: a permanent session is re-sent on
+ *                            every response
+ * The session is loaded from the cookie on first use; a missing, tampered,
+ * expired, wrongly signed or undecodable cookie is an empty session, never
+ * an error. It is saved when the response goes out (error pages, redirects
+ * and a stream's head included; after the after_request hooks and
+ * wrappers): when its JSON changed, a new Set-Cookie; when it was emptied,
+ * the cookie is deleted (only if the request sent one); a permanent one is
+ * re-sent anyway (see above); else no Set-Cookie. A response of a request
+ * that used the session carries Vary: Cookie. Values set by a stream's
+ * producer after the head went out are not saved.
+ *
+ * Values are JSON as Flask's TaggedJSONSerializer writes them: Flask's
+ * tuple is {" t": [...]}, bytes {" b": "<base64>"}, Markup {" m": "..."},
+ * UUID {" u": "<hex>"}, datetime {" d": "<HTTP date>"}, and a dict whose
+ * only key is one of those is {" di": {"<key>__": value}}; such objects are
+ * kept as they are, so a Flask value survives a Carafe request. Keep the
+ * whole session small: browsers keep about 4 KB per cookie. */
+
+/* The session as a JSON object (borrowed, owned by the request). Changing
+ * it directly (json_object_set_new, ...) counts like cf_session_set. */
+json_t *cf_session(cf_req *rq);
+/* A string value (also a Markup one), or NULL: request memory. */
+const char *cf_session_get(cf_req *rq, const char *key);
+/* Set key to value (stolen, also on failure). 0, CF_EINVAL (NULL key or
+ * value), CF_EPERM (no SECRET_KEY; the request then fails with a 500). */
+int cf_session_set(cf_req *rq, const char *key, json_t *value);
+/* The same with a copy of a string (CF_EINVAL: not UTF-8). */
+int cf_session_set_str(cf_req *rq, const char *key, const char *value);
+/* 0, or CF_ENOTFOUND when the key was not there. */
+int cf_session_remove(cf_req *rq, const char *key);
+/* Empty the session: its cookie is deleted when the response goes out. */
+void cf_session_clear(cf_req *rq);
+/* Flask's session.permanent, kept in the session as "_permanent": a
+ * permanent session's cookie gets Expires = now + PERMANENT_SESSION_LIFETIME,
+ * another one lasts the browser session. Returns what cf_session_set does. */
+int cf_session_set_permanent(cf_req *rq, bool permanent);
+bool cf_session_permanent(cf_req *rq);
+
+/* Flask's flash(message, category): appends (category, message) to the
+ * session's "_flashes" list, as Flask stores it (a tagged tuple), so each
+ * side shows the other's. category NULL: "message". Returns what
+ * cf_session_set does (CF_EINVAL for a NULL or non-UTF-8 message). */
+int cf_flash(cf_req *rq, const char *category, const char *message);
+/* Flask's get_flashed_messages: the first call of a request takes the
+ * flashes out of the session (so the next request no longer sees them),
+ * later calls of the same request see the same ones. A JSON array of the
+ * messages, or with_categories of [category, message] arrays; with a
+ * category_filter (NULL-terminated list; NULL or empty: all) only those
+ * categories. Borrowed: owned by the request. Templates call it for
+ * get_flashed_messages(). */
+json_t *cf_flashed_messages(cf_req *rq, bool with_categories,
+                            const char *const *category_filter);
+
+/* CSRF protection (Flask-WTF's CSRFProtect): a random token kept in the
+ * session under "_csrf_token", made on first use; put it in forms as the
+ * field "csrf_token" (or send it as the X-CSRFToken header). Request
+ * memory; NULL without SECRET_KEY. */
+const char *cf_csrf_token(cf_req *rq);
+/* True when the request's form field "csrf_token", else its X-CSRFToken
+ * (or X-CSRF-Token) header, equals the session's token (compared in
+ * constant time). May read the form body (suspends then). */
+bool cf_csrf_valid(cf_req *rq);
+/* Middleware (cf_use, cf_route_use): POST, PUT, PATCH and DELETE without a
+ * valid token are answered 400 with "The CSRF token is missing.", "The
+ * CSRF session token is missing." or "The CSRF tokens do not match." (the
+ * message in cf_errmsg and the default error page); other methods pass. */
+void cf_csrf_protect(cf_req *rq);
+
+/* ------------------------------------------------------------------ */
+/* Passwords                                                          */
+/* ------------------------------------------------------------------ */
+
+/* Password hashes in Werkzeug 3.1's formats (generate_password_hash,
+ * check_password_hash), so a user table can be shared with a Flask app:
+ *   "scrypt:32768:8:1$<salt>$<128 hex digits>"   the default
+ *   "pbkdf2:sha256:1000000$<salt>$<64 hex digits>"
+ * with a 16-character random salt of [a-zA-Z0-9]. Methods: "scrypt" or
+ * "scrypt:N:r:p" (N a power of 2), "pbkdf2", "pbkdf2:<digest>" or
+ * "pbkdf2:<digest>:<iterations>" (any OpenSSL digest name: sha256,
+ * sha512, ...); missing parts take Werkzeug's defaults (scrypt 32768:8:1,
+ * pbkdf2 sha256 with 1,000,000 iterations). Hashing takes tens of
+ * milliseconds by design: the request calls run it on the thread pool and
+ * suspend (in a threaded handler they run on its thread). */
+
+/* A new hash of password with scrypt (Werkzeug's default); request memory,
+ * NULL on failure (cancelled, out of memory). Suspends. */
+char *cf_password_hash(cf_req *rq, const char *password);
+/* The same with a method as above; NULL also for an unknown or malformed
+ * method. Suspends. */
+char *cf_password_hash_method(cf_req *rq, const char *password, const char *method);
+/* 1 when password matches hash, else 0: also for a malformed hash, an
+ * unknown method, parameters beyond sane bounds (scrypt over 1 GiB, over
+ * 100,000,000 pbkdf2 iterations) or a cancelled request. The comparison
+ * takes constant time. Suspends. */
+int cf_password_verify(cf_req *rq, const char *hash, const char *password);
+/* Without a request, blocking the caller (set-up code, tools): a malloc'd
+ * hash (free it; NULL on failure; method NULL: "scrypt"), and the check. */
+char *cf_password_hash_now(const char *password, const char *method);
+int cf_password_verify_now(const char *hash, const char *password);
 
 /* ------------------------------------------------------------------ */
 /* Async                                                              */

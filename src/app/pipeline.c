@@ -9,6 +9,7 @@
  *   → error handler when aborted or failed (innermost group first)
  *   → CORS headers (cors.c)
  *   → after_request hooks (innermost first, newest first)
+ *   → the session cookie (session.c), after the wrappers too
  *   → response handed to the exchange's protocol (then a streaming body's producer)
  *   → teardown hooks, always.
  *
@@ -21,6 +22,7 @@
 
 #include "app/compress.h"
 #include "app/req.h"
+#include "app/session.h"
 
 #define MAX_DEPTH 32
 
@@ -209,6 +211,11 @@ static void run_app(cf_req *rq)
     settle(rq);
     if (rq->main.cancelled)
         return;
+    /* A session written without SECRET_KEY: Flask's RuntimeError, a 500. */
+    if (cf_session_failed(rq)) {
+        cf_abort(rq, 500);
+        handle_error(rq, path, depth);
+    }
     cf_cors_apply(rq);
     for (size_t i = depth; i-- > 0;) {
         for (size_t k = path[i]->after.len; k-- > 0;) {
@@ -240,6 +247,10 @@ static int pipeline_main(void *ctx, void *arg)
         rq->x.upgrade = rq->wants_ws && rq->stream_fn;
         rq->x.streaming = rq->stream_fn &&
                           (rq->x.upgrade || (!rq->x.is_head && cf_status_has_body(rq->x.status)));
+        /* Flask saves the session after the after_request hooks; here also
+         * after the wrappers, for every response (errors, redirects, a
+         * stream's head). */
+        cf_session_save(rq);
         cf_compress_response(rq);
         rq->x.sent = true;
         rq->x.ops->send(&rq->x);

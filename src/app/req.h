@@ -86,6 +86,7 @@ struct cf_req {
     size_t gdepth;
     cf_gslot *g;
     json_t *g_json;      /* cf_g_json: what templates see as `g` */
+    struct cf_session *session; /* cf_session's state, once used (session.c) */
     char *label;
     cf_timer deadline; /* CF_OPT_HANDLER_TIMEOUT */
     bool timed_out;
