@@ -590,6 +590,8 @@ void cf_template_filter(cf_app *app, const char *name, cf_template_fn fn, void *
 /* A string templates output as is, without escaping (Jinja's Markup): the
  * JSON object {"__html__": html}. New reference. */
 json_t *cf_markup(const char *html);
+
+/* ------------------------------------------------------------------ */
 /* Sessions, flash messages, CSRF                                      */
 /* ------------------------------------------------------------------ */
 

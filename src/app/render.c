@@ -134,6 +134,38 @@ static json_t *request_object(cf_req *rq)
                      "args", args, "form", form, "endpoint", endpoint);
 }
 
+/* get_flashed_messages(with_categories=false, category_filter=()) */
+static json_t *g_flashed_messages(void *host, json_t *args, json_t *kwargs, void *unused)
+{
+    cf_req *rq = host_req(host);
+    if (!rq)
+        return json_array();
+    json_t *with = json_object_get(kwargs, "with_categories");
+    json_t *filter = json_object_get(kwargs, "category_filter");
+    if (!with)
+        with = json_array_get(args, 0);
+    if (!filter)
+        filter = json_array_get(args, 1);
+    size_t nf = json_array_size(filter);
+    const char **names = cf_alloc(rq, (nf + 1) * sizeof *names);
+    size_t k = 0;
+    for (size_t i = 0; i < nf; i++)
+        if (json_is_string(json_array_get(filter, i)))
+            names[k++] = json_string_value(json_array_get(filter, i));
+    names[k] = NULL;
+    json_t *list = cf_flashed_messages(rq, json_is_true(with) ||
+                                               (json_is_integer(with) && json_integer_value(with)),
+                                       k ? names : NULL);
+    return list ? json_incref(list) : json_array(); /* borrowed from the request */
+}
+
+static json_t *g_csrf_token(void *host, json_t *args, json_t *kwargs, void *unused)
+{
+    cf_req *rq = host_req(host);
+    const char *token = rq ? cf_csrf_token(rq) : NULL;
+    return token ? json_string(token) : NULL;
+}
+
 static void json_release(void *p) { json_decref(p); }
 
 static json_t *host_lookup(void *data, const char *name)
@@ -151,6 +183,8 @@ static json_t *host_lookup(void *data, const char *name)
         return cf_g_json(rq);
     if (strcmp(name, "config") == 0)
         return cf_config(rq->app);
+    if (strcmp(name, "session") == 0)
+        return cf_session(rq);
     return NULL;
 }
 
@@ -195,6 +229,8 @@ void cf_templates(cf_app *app, const char *dir)
     if (!t->env)
         cf_setup_fail("out of memory");
     tpl_env_register(t->env, false, "url_for", g_url_for, NULL);
+    tpl_env_register(t->env, false, "get_flashed_messages", g_flashed_messages, NULL);
+    tpl_env_register(t->env, false, "csrf_token", g_csrf_token, NULL);
     for (size_t i = 0; i < t->nfns; i++)
         tpl_env_register(t->env, t->fns[i].filter, t->fns[i].name, call_user_fn, &t->fns[i]);
     char err[1024];
