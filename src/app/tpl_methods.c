@@ -186,6 +186,13 @@ int tv_getattr(tpl_rt *rt, tv v, const char *name, tv *out)
     }
     if (method_of(rt, v, name, out))
         return 0;
+    /* groupby's (grouper, list) pairs are 2-item lists here: give them
+     * the namedtuple's field names */
+    if (v.kind == TV_ARRAY && json_array_size(v.json) == 2 &&
+        (strcmp(name, "grouper") == 0 || strcmp(name, "list") == 0)) {
+        *out = tv_from_json(json_array_get(v.json, name[0] == 'g' ? 0 : 1));
+        return 0;
+    }
     if (v.kind == TV_OBJECT) {
         json_t *j = json_object_get(v.json, name);
         if (j) {

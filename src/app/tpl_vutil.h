@@ -77,4 +77,51 @@ bool tu_arg(const tv *args, size_t nargs, const tpl_kwarg *kw, size_t nkw, size_
 /* An integer argument (bool counts); an error naming what when not. */
 int tu_int_arg(tpl_rt *rt, tv v, const char *what, int64_t *out);
 
+/* ---- filters (tpl_filters.c, tpl_filters_str.c) ---- */
+/* The arguments a filter was given, after the filtered value. */
+typedef struct tu_fargs {
+    const char *filter;
+    const tv *args;
+    size_t nargs;
+    const tpl_kwarg *kw;
+    size_t nkw;
+} tu_fargs;
+/* Fail unless every positional argument has a parameter and every keyword
+ * names one of params (NULL-terminated, in order). */
+int tu_check_params(tpl_rt *rt, const tu_fargs *a, const char *const *params);
+/* Parameter number pos (0 after the value) or named name, else def. */
+tv tu_param(const tu_fargs *a, size_t pos, const char *name, tv def);
+/* Python's html.unescape for the entities templates meet (numeric ones,
+ * the HTML 4 Latin-1 names and a few more), appended to b. */
+void tu_put_unescaped(tpl_buf *b, const char *s, size_t n);
+
+#define TU_FILTER(name)                                                                      \
+    int name(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw, size_t nkw, \
+             tv *out)
+TU_FILTER(tf_abs);
+TU_FILTER(tf_capitalize);
+TU_FILTER(tf_center);
+TU_FILTER(tf_escape);
+TU_FILTER(tf_filesizeformat);
+TU_FILTER(tf_float);
+TU_FILTER(tf_forceescape);
+TU_FILTER(tf_format);
+TU_FILTER(tf_indent);
+TU_FILTER(tf_int);
+TU_FILTER(tf_lower);
+TU_FILTER(tf_pprint);
+TU_FILTER(tf_replace);
+TU_FILTER(tf_round);
+TU_FILTER(tf_safe);
+TU_FILTER(tf_string);
+TU_FILTER(tf_striptags);
+TU_FILTER(tf_title);
+TU_FILTER(tf_tojson);
+TU_FILTER(tf_trim);
+TU_FILTER(tf_truncate);
+TU_FILTER(tf_upper);
+TU_FILTER(tf_urlencode);
+TU_FILTER(tf_wordcount);
+TU_FILTER(tf_xmlattr);
+
 #endif
