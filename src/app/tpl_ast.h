@@ -124,6 +124,9 @@ typedef enum tpl_node_kind {
 #define NF_NEGATE 16u        /* is not */
 #define NF_PLACEHOLDER 32u   /* the filter-block's input */
 #define NF_REQUIRED 64u      /* block required */
+#define NF_VARARGS 128u      /* a macro whose body uses varargs */
+#define NF_KWARGS 256u       /* ... kwargs */
+#define NF_CALLER 512u       /* ... caller */
 
 typedef struct tpl_reg tpl_reg;
 
@@ -203,6 +206,7 @@ typedef struct tpl_parser {
     size_t n, i;
     int depth;
     bool failed, soft;
+    unsigned uses; /* NF_VARARGS, NF_KWARGS, NF_CALLER seen in the macro body being parsed */
     char *msg;
     size_t cap;
     int line, col;

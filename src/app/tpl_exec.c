@@ -118,22 +118,48 @@ static int macro_call(tpl_rt *rt, void *ptr, const tv *args, size_t nargs, const
         if (!rc)
             tpl_scope_set(rt, scope, p->name, v);
     }
-    /* what no parameter took: varargs, kwargs and caller */
-    json_t *va = tpl_keep(rt, json_array()), *kwa = tpl_keep(rt, json_object());
-    for (; !rc && i < nargs; i++)
-        json_array_append(va, tv_to_json(rt, args[i]));
+    /* what no parameter took: varargs, kwargs and caller, as Jinja's Macro */
+    const char *mname = m->node->name ? m->node->name : "caller";
+    uint16_t fl = m->node->flags;
+    size_t nparams = i;
+    json_t *va = NULL, *kwa = NULL;
+    if (!rc && nargs > nparams) {
+        if (!(fl & NF_VARARGS))
+            rc = tpl_error(rt, "macro '%s' takes not more than %zu argument(s)", mname, nparams);
+        va = tpl_keep(rt, json_array());
+        for (; !rc && i < nargs; i++)
+            json_array_append(va, tv_to_json(rt, args[i]));
+    }
+    bool have_caller = false;
     for (size_t k = 0; !rc && k < nkw; k++) {
         if (used[k])
             continue;
-        if (kw[k].name == env->n_caller)
+        bool is_caller = kw[k].name == env->n_caller || !strcmp(kw[k].name, "caller");
+        if (is_caller && (fl & NF_CALLER)) {
             tpl_scope_set(rt, scope, env->n_caller, kw[k].value);
-        else
+            have_caller = true;
+        } else if (fl & NF_KWARGS) {
+            if (!kwa)
+                kwa = tpl_keep(rt, json_object());
             json_object_set(kwa, kw[k].name, tv_to_json(rt, kw[k].value));
+        } else if (is_caller) {
+            rc = tpl_error(rt, "macro '%s' was invoked with two values for the special caller argument."
+                               " This is most likely a bug.", mname);
+        } else {
+            rc = tpl_error(rt, "macro '%s' takes no keyword argument '%s'", mname, kw[k].name);
+        }
     }
     if (!rc) {
-        tpl_scope_set(rt, scope, env->n_varargs, tv_from_json(va));
-        tpl_scope_set(rt, scope, env->n_kwargs, tv_from_json(kwa));
+        if (fl & NF_CALLER && !have_caller)
+            tpl_scope_set(rt, scope, env->n_caller, tv_undef("caller"));
+        if (fl & NF_VARARGS)
+            tpl_scope_set(rt, scope, env->n_varargs, tv_from_json(va ? va : tpl_keep(rt, json_array())));
+        if (fl & NF_KWARGS)
+            tpl_scope_set(rt, scope, env->n_kwargs, tv_from_json(kwa ? kwa : tpl_keep(rt, json_object())));
         rc = capture(rt, &c, m->node->body, out);
+        /* Markup when the caller autoescapes (Jinja decides at the call) */
+        if (!rc)
+            out->safe = saved_ae;
     }
     rt->tname = saved_name;
     rt->autoescape = saved_ae;
@@ -654,6 +680,7 @@ int tpl_render_stmt(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *out)
         if (!t)
             return 0;
         tpl_scope *scope = tpl_scope_new(rt, (n->flags & NF_WITH_CONTEXT) ? c->scope : NULL, NULL);
+        tpl_scope_set(rt, scope, rt->env->n_loop, tv_undef("loop")); /* Jinja keeps loop out */
         return tpl_render_template(rt, t, scope, out, NULL);
     }
     case S_IMPORT: {

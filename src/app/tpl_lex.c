@@ -31,6 +31,54 @@ static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 static bool is_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 static bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
 
+/* Bytes of the whitespace character at p (Python's str.isspace, in
+ * UTF-8: Jinja strips and skips Unicode whitespace), 0 if none. */
+static size_t space_at(const char *s, size_t p, size_t len)
+{
+    unsigned char c = (unsigned char)s[p];
+    if (is_space((char)c) || (c >= 0x1c && c <= 0x1f))
+        return 1;
+    if (c < 0xc2 || p + 1 >= len)
+        return 0;
+    unsigned char c1 = (unsigned char)s[p + 1];
+    if (c == 0xc2)
+        return c1 == 0x85 || c1 == 0xa0 ? 2 : 0;
+    if (p + 2 >= len)
+        return 0;
+    unsigned char c2 = (unsigned char)s[p + 2];
+    if (c == 0xe1)
+        return c1 == 0x9a && c2 == 0x80 ? 3 : 0;
+    if (c == 0xe2 && c1 == 0x80)
+        return c2 <= 0x8a || c2 == 0xa8 || c2 == 0xa9 || c2 == 0xaf ? 3 : 0;
+    if (c == 0xe2 && c1 == 0x81)
+        return c2 == 0x9f ? 3 : 0;
+    if (c == 0xe3)
+        return c1 == 0x80 && c2 == 0x80 ? 3 : 0;
+    return 0;
+}
+
+static size_t skip_space(const char *s, size_t p, size_t len)
+{
+    size_t n;
+    while (p < len && (n = space_at(s, p, len)))
+        p += n;
+    return p;
+}
+
+/* The end of s[from, p) with trailing whitespace removed. */
+static size_t strip_end(const char *s, size_t from, size_t p)
+{
+    while (p > from) {
+        size_t k = 1;
+        while (k < 3 && p - k > from && ((unsigned char)s[p - k] & 0xc0) == 0x80)
+            k++;
+        if (space_at(s, p - k, p) != k)
+            break;
+        p -= k;
+    }
+    return p;
+}
+
 /* Line and column (1-based) of position p; positions only move forward. */
 static void where(lexer *lx, size_t p, int *line, int *col)
 {
@@ -338,8 +386,7 @@ static int lex_tag(lexer *lx, bool block)
     const char *s = lx->src;
     lx->nbalance = 0;
     for (;;) {
-        while (lx->pos < lx->len && is_space(s[lx->pos]))
-            lx->pos++;
+        lx->pos = skip_space(s, lx->pos, lx->len);
         if (lx->pos >= lx->len)
             return 0; /* the parser reports the unfinished tag */
         size_t p = lx->pos;
@@ -360,8 +407,7 @@ static int lex_tag(lexer *lx, bool block)
                 emit(lx, block ? TK_BLOCK_END : TK_VAR_END, p);
                 lx->pos = p + n;
                 if (strip)
-                    while (lx->pos < lx->len && is_space(s[lx->pos]))
-                        lx->pos++;
+                    lx->pos = skip_space(s, lx->pos, lx->len);
                 return 0;
             }
         }
@@ -392,18 +438,12 @@ static int lex_tag(lexer *lx, bool block)
 static size_t raw_open_end(const lexer *lx, size_t p)
 {
     const char *s = lx->src;
-    while (p < lx->len && is_space(s[p]))
-        p++;
+    p = skip_space(s, p, lx->len);
     if (lx->len - p < 3 || memcmp(s + p, "raw", 3) != 0)
         return 0;
-    p += 3;
-    while (p < lx->len && is_space(s[p]))
-        p++;
+    p = skip_space(s, p + 3, lx->len);
     if (p + 2 < lx->len + 0 && s[p] == '-' && s[p + 1] == '%' && s[p + 2] == '}') {
-        p += 3;
-        while (p < lx->len && is_space(s[p]))
-            p++;
-        return p;
+        return skip_space(s, p + 3, lx->len);
     }
     if (p + 1 < lx->len && s[p] == '%' && s[p + 1] == '}')
         return p + 2;
@@ -422,13 +462,10 @@ static size_t raw_body(lexer *lx, size_t p)
         char sign = r < lx->len ? s[r] : 0;
         if (sign == '-' || sign == '+')
             r++;
-        while (r < lx->len && is_space(s[r]))
-            r++;
+        r = skip_space(s, r, lx->len);
         if (lx->len - r < 6 || memcmp(s + r, "endraw", 6) != 0)
             continue;
-        r += 6;
-        while (r < lx->len && is_space(s[r]))
-            r++;
+        r = skip_space(s, r + 6, lx->len);
         size_t end = 0;
         bool strip = false;
         if (r + 2 < lx->len + 0 && (s[r] == '-' || s[r] == '+') && s[r + 1] == '%' && s[r + 2] == '}') {
@@ -441,12 +478,10 @@ static size_t raw_body(lexer *lx, size_t p)
             continue;
         size_t text_end = q;
         if (sign == '-')
-            while (text_end > p && is_space(s[text_end - 1]))
-                text_end--;
+            text_end = strip_end(s, p, text_end);
         emit_data(lx, p, text_end);
         if (strip)
-            while (end < lx->len && is_space(s[end]))
-                end++;
+            end = skip_space(s, end, lx->len);
         return end;
     }
     return 0;
@@ -474,8 +509,7 @@ int tpl_lex(tpl_env *env, const char *src, size_t len, tpl_toks *out, int *line,
             sign = 0;
         size_t text_end = q;
         if (sign == '-')
-            while (text_end > lx.pos && is_space(s[text_end - 1]))
-                text_end--;
+            text_end = strip_end(s, lx.pos, text_end);
         size_t raw_end = kind == '%' ? raw_open_end(&lx, after) : 0;
         emit_data(&lx, lx.pos, text_end);
         if (raw_end) {
@@ -495,8 +529,7 @@ int tpl_lex(tpl_env *env, const char *src, size_t len, tpl_toks *out, int *line,
             }
             lx.pos = e + 2;
             if (e > after && s[e - 1] == '-')
-                while (lx.pos < len && is_space(s[lx.pos]))
-                    lx.pos++;
+                lx.pos = skip_space(s, lx.pos, len);
         } else {
             emit(&lx, kind == '{' ? TK_VAR_BEGIN : TK_BLOCK_BEGIN, q);
             lx.pos = after;

@@ -418,6 +418,12 @@ tpl_node *tp_primary(tpl_parser *p)
             return constant(p, t->line, tv_none());
         tpl_node *n = tp_node(p, N_NAME, t->line);
         n->name = t->s;
+        if (n->name == p->env->n_varargs)
+            p->uses |= NF_VARARGS;
+        else if (n->name == p->env->n_kwargs)
+            p->uses |= NF_KWARGS;
+        else if (n->name == p->env->n_caller)
+            p->uses |= NF_CALLER;
         return tp_seal(p, n);
     }
     if (t->kind == TK_STRING) {

@@ -390,9 +390,13 @@ static tpl_node *parse_macro(tpl_parser *p, int line)
         return NULL;
     n->name = name->name;
     bool soft = p->soft;
+    unsigned uses = p->uses;
     p->soft = false;
+    p->uses = 0;
     n->body = statements(p, ends, true);
+    n->flags |= (uint16_t)p->uses;
     p->soft = soft;
+    p->uses = uses;
     return p->failed ? NULL : n;
 }
 
@@ -408,9 +412,13 @@ static tpl_node *parse_callblock(tpl_parser *p, int line)
     if (n->a->kind != N_CALL)
         return tp_fail_at(p, line, 1, "expected call");
     bool soft = p->soft;
+    unsigned uses = p->uses;
     p->soft = false;
+    p->uses = 0;
     n->body = statements(p, ends, true);
+    n->flags |= (uint16_t)p->uses;
     p->soft = soft;
+    p->uses = uses;
     return p->failed ? NULL : n;
 }
 
