@@ -421,7 +421,8 @@ static int render_block_item(tpl_rt *rt, tpl_tstate *ts, tpl_scope *outer, tpl_b
         return tpl_error(rt, "Required block '%s' not found.", chain->name);
     if (tpl_rt_enter(rt))
         return -1;
-    tpl_scope *scope = tpl_scope_new(rt, (n->flags & NF_SCOPED) && outer ? outer : ts->root, NULL);
+    /* `outer` is given when the {% block %} being run is scoped */
+    tpl_scope *scope = tpl_scope_new(rt, outer ? outer : ts->root, NULL);
     tpl_super *sup = tpl_alloc(rt, sizeof *sup);
     sup->ts = ts;
     sup->chain = chain;
@@ -662,7 +663,7 @@ int tpl_render_stmt(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *out)
         tpl_bchain *b = find_chain(c->ts, n->name);
         if (!b)
             return tpl_error(rt, "block '%s' not found", n->name);
-        return render_block_item(rt, c->ts, c->scope, b, b->first, out);
+        return render_block_item(rt, c->ts, (n->flags & NF_SCOPED) ? c->scope : NULL, b, b->first, out);
     }
     case S_EXTENDS: {
         const tpl_template *t;

@@ -1,7 +1,7 @@
 /*
  * tpl_render.c — evaluating expressions: name lookup (render-local
  * variables, the context, registered globals, the builtin globals range,
- * dict, namespace and self, then the host), attributes and items, calls
+ * dict, namespace, cycler, joiner and self, then the host), attributes and items, calls
  * (methods, macros, C functions), filters and tests, Python's `and`/`or`,
  * chained comparisons, inline if, and list/tuple/dict literals. Values
  * and their semantics are tpl_value.c's (tv_*).
@@ -186,6 +186,96 @@ static int ns_call(tpl_rt *rt, void *ptr, const tv *args, size_t nargs, const tp
     return 0;
 }
 
+/* cycler(a, b, ...): .next(), .current, .reset() */
+typedef struct tpl_cycler {
+    tv *items;
+    size_t n, pos;
+} tpl_cycler;
+
+static int cycler_next(tpl_rt *rt, void *ptr, const tv *args, size_t nargs, const tpl_kwarg *kw,
+                       size_t nkw, tv *out)
+{
+    tpl_cycler *cy = ptr;
+    if (!cy->n)
+        return tpl_error(rt, "at least one item has to be provided");
+    *out = cy->items[cy->pos];
+    cy->pos = (cy->pos + 1) % cy->n;
+    return 0;
+}
+
+static int cycler_reset(tpl_rt *rt, void *ptr, const tv *args, size_t nargs, const tpl_kwarg *kw,
+                        size_t nkw, tv *out)
+{
+    ((tpl_cycler *)ptr)->pos = 0;
+    *out = tv_none();
+    return 0;
+}
+
+static const tpl_opaque_type cycler_next_type = {.name = "method", .call = cycler_next};
+static const tpl_opaque_type cycler_reset_type = {.name = "method", .call = cycler_reset};
+
+static int cycler_getattr(tpl_rt *rt, void *ptr, const char *name, tv *out)
+{
+    tpl_cycler *cy = ptr;
+    if (!strcmp(name, "next") || !strcmp(name, "__next__"))
+        *out = opaque(&cycler_next_type, cy);
+    else if (!strcmp(name, "reset"))
+        *out = opaque(&cycler_reset_type, cy);
+    else if (!strcmp(name, "current") && cy->n)
+        *out = cy->items[cy->pos];
+    else
+        *out = tv_undef(name);
+    return 0;
+}
+
+static const tpl_opaque_type cycler_type = {.name = "Cycler", .getattr = cycler_getattr};
+
+static int cycler_call(tpl_rt *rt, void *ptr, const tv *args, size_t nargs, const tpl_kwarg *kw,
+                       size_t nkw, tv *out)
+{
+    if (!nargs)
+        return tpl_error(rt, "at least one item has to be provided");
+    tpl_cycler *cy = tpl_alloc(rt, sizeof *cy);
+    cy->items = tpl_alloc(rt, nargs * sizeof *cy->items);
+    memcpy(cy->items, args, nargs * sizeof *args);
+    cy->n = nargs;
+    cy->pos = 0;
+    *out = opaque(&cycler_type, cy);
+    return 0;
+}
+
+/* joiner(sep=", "): "" the first time it is called, sep after */
+typedef struct tpl_joiner {
+    tv sep;
+    bool used;
+} tpl_joiner;
+
+static int joiner_use(tpl_rt *rt, void *ptr, const tv *args, size_t nargs, const tpl_kwarg *kw, size_t nkw,
+                      tv *out)
+{
+    tpl_joiner *j = ptr;
+    *out = j->used ? j->sep : tv_strn("", 0, false);
+    j->used = true;
+    return 0;
+}
+
+static const tpl_opaque_type joiner_obj_type = {.name = "Joiner", .call = joiner_use};
+
+static int joiner_call(tpl_rt *rt, void *ptr, const tv *args, size_t nargs, const tpl_kwarg *kw,
+                       size_t nkw, tv *out)
+{
+    tpl_joiner *j = tpl_alloc(rt, sizeof *j);
+    j->sep = nargs ? args[0] : tv_strn(", ", 2, false);
+    for (size_t k = 0; k < nkw; k++)
+        if (!strcmp(kw[k].name, "sep"))
+            j->sep = kw[k].value;
+    j->used = false;
+    *out = opaque(&joiner_obj_type, j);
+    return 0;
+}
+
+static const tpl_opaque_type cyclermaker_type = {.name = "type", .call = cycler_call};
+static const tpl_opaque_type joinermaker_type = {.name = "type", .call = joiner_call};
 static const tpl_opaque_type range_type = {.name = "builtin_function_or_method", .call = range_call};
 static const tpl_opaque_type dict_type = {.name = "type", .call = dict_call};
 static const tpl_opaque_type nsmaker_type = {.name = "type", .call = ns_call};
@@ -202,6 +292,10 @@ static bool builtin(tpl_rt *rt, tpl_ctx *c, const char *name, tv *out)
         *out = opaque(&dict_type, NULL);
     else if (!strcmp(name, "namespace"))
         *out = opaque(&nsmaker_type, NULL);
+    else if (!strcmp(name, "cycler"))
+        *out = opaque(&cyclermaker_type, NULL);
+    else if (!strcmp(name, "joiner"))
+        *out = opaque(&joinermaker_type, NULL);
     else
         return false;
     return true;
