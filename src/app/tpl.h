@@ -218,4 +218,18 @@ int tpl_env_register(tpl_env *env, bool filter, const char *name, tpl_ext_fn fn,
 int tpl_render(const tpl_env *env, const char *name, json_t *ctx, const tpl_host *host,
                cf_arena *arena, const char **out, size_t *outlen, char *err, size_t cap);
 
+/* ---- appended by the values helper ------------------------------------------ */
+
+/* A Python tuple over the JSON array arr: a TV_ARRAY with `safe` set
+ * (`safe` means "tuple" on arrays). It prints as (1, 2), (1,) and (), is
+ * never equal to a list, and keeps being a tuple inside other values: as
+ * JSON (tv_to_json) it is {"__tuple__": [...]}, which tv_from_json reads
+ * back as a tuple. dict.items(), |items, |dictsort and |groupby make
+ * tuples; the engine should make tuple literals with it. */
+static inline tv tv_tuple(json_t *arr)
+{
+    tv v = {.kind = TV_ARRAY, .safe = true, .json = arr};
+    return v;
+}
+
 #endif

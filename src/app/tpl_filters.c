@@ -408,8 +408,8 @@ static int f_dictsort(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl
         return -1;
     json_t *a = tu_new_array(rt);
     for (i = 0; i < n; i++)
-        json_array_append_new(a, json_pack("[sO]", names[order[i]],
-                                           json_object_get(in.json, names[order[i]])));
+        json_array_append_new(a, tu_tuple_json(json_pack("[sO]", names[order[i]],
+                                           json_object_get(in.json, names[order[i]]))));
     *out = tu_array_value(a);
     return 0;
 }
@@ -474,7 +474,7 @@ static int f_sort(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwa
 
 static int hashable(tpl_rt *rt, tv v)
 {
-    if (v.kind == TV_ARRAY || v.kind == TV_OBJECT)
+    if ((v.kind == TV_ARRAY && !v.safe) || v.kind == TV_OBJECT)
         return tpl_error(rt, "unhashable type: '%s'", tu_type_name(v));
     return 0;
 }
@@ -657,7 +657,7 @@ static int f_groupby(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_
         json_t *pair = json_array();
         json_array_append_new(pair, tu_json(grouper));
         json_array_append_new(pair, list);
-        json_array_append_new(res, pair);
+        json_array_append_new(res, tu_tuple_json(pair));
         i = j;
     }
     *out = tu_array_value(res);

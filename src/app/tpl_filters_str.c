@@ -995,20 +995,15 @@ TU_FILTER(tf_format)
     tv s;
     if (soft_str(rt, in, &s) < 0)
         return -1;
-    tv a;
     if (nkw) {
         json_t *o = tpl_keep(rt, json_object());
         for (size_t i = 0; i < nkw; i++)
             json_object_set_new(o, kw[i].name, tu_json(kw[i].value));
         tv d = {.kind = TV_OBJECT, .json = o};
-        a = d;
-    } else {
-        json_t *arr = tu_new_array(rt);
-        for (size_t i = 0; i < nargs; i++)
-            json_array_append_new(arr, tu_json(args[i]));
-        a = tu_array_value(arr);
+        return tu_percent_format_items(rt, s, &d, 1, o, out);
     }
-    return tu_percent_format(rt, s, a, out);
+    /* value % args: always a tuple (an undefined argument prints "") */
+    return tu_percent_format_items(rt, s, args, nargs, NULL, out);
 }
 
 TU_FILTER(tf_replace)
@@ -1047,7 +1042,7 @@ static int pp(tpl_rt *rt, tpl_buf *b, tv v, int depth)
     if (depth > 200)
         return tpl_error(rt, "maximum recursion depth exceeded");
     if (v.kind == TV_ARRAY) {
-        tpl_buf_putc(b, '[');
+        tpl_buf_putc(b, v.safe ? '(' : '[');
         size_t i;
         json_t *e;
         json_array_foreach(v.json, i, e) {
@@ -1056,7 +1051,9 @@ static int pp(tpl_rt *rt, tpl_buf *b, tv v, int depth)
             if (pp(rt, b, tv_from_json(e), depth + 1) < 0)
                 return -1;
         }
-        tpl_buf_putc(b, ']');
+        if (v.safe && json_array_size(v.json) == 1)
+            tpl_buf_putc(b, ',');
+        tpl_buf_putc(b, v.safe ? ')' : ']');
         return 0;
     }
     if (v.kind == TV_OBJECT) {
@@ -1091,13 +1088,8 @@ TU_FILTER(tf_pprint)
     NOARGS("pprint");
     tpl_buf b;
     tpl_buf_init(&b, rt);
-    if (in.kind == TV_STR && in.safe) { /* repr(Markup) */
-        tpl_buf_puts(&b, "Markup(");
-        tv_repr(rt, &b, tv_strn(in.str.s, in.str.len, false));
-        tpl_buf_putc(&b, ')');
-    } else if (pp(rt, &b, in, 0) < 0) {
+    if (pp(rt, &b, in, 0) < 0)
         return -1;
-    }
     *out = tu_buf_value(&b, false);
     return 0;
 }

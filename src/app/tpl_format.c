@@ -16,7 +16,7 @@
 
 typedef struct fmt_args {
     tv single;       /* the argument when not a tuple */
-    json_t *tuple;   /* an array: its items one by one */
+    const tv *tuple; /* a tuple: its items one by one */
     json_t *mapping; /* a dict, for %(name)s */
     size_t next, count;
 } fmt_args;
@@ -25,7 +25,7 @@ static int next_arg(tpl_rt *rt, fmt_args *a, tv *out)
 {
     if (a->next >= a->count)
         return tpl_error(rt, "not enough arguments for format string");
-    *out = a->tuple ? tv_from_json(json_array_get(a->tuple, a->next)) : a->single;
+    *out = a->tuple ? a->tuple[a->next] : a->single;
     a->next++;
     return 0;
 }
@@ -140,13 +140,24 @@ static int conv_number(tpl_rt *rt, tv v, char conv, bool want_int, tv *out)
 
 int tu_percent_format(tpl_rt *rt, tv fmt, tv args, tv *out)
 {
-    fmt_args a = {.single = args, .count = 1};
     if (args.kind == TV_ARRAY) {
-        a.tuple = args.json;
-        a.count = json_array_size(args.json);
-    } else if (args.kind == TV_OBJECT) {
-        a.mapping = args.json;
+        /* a tuple, and a list too (the engine may make tuple literals as
+         * lists): its items are the arguments */
+        tv *items;
+        size_t n;
+        if (tv_iterate(rt, args, &items, &n) < 0)
+            return -1;
+        return tu_percent_format_items(rt, fmt, items, n, NULL, out);
     }
+    if (args.kind == TV_OBJECT)
+        return tu_percent_format_items(rt, fmt, &args, 1, args.json, out);
+    return tu_percent_format_items(rt, fmt, &args, 1, NULL, out);
+}
+
+int tu_percent_format_items(tpl_rt *rt, tv fmt, const tv *items, size_t nitems, json_t *mapping,
+                            tv *out)
+{
+    fmt_args a = {.tuple = items, .count = nitems, .mapping = mapping};
     bool used_mapping = false;
     bool safe = fmt.safe;
     const char *s = fmt.str.s;

@@ -150,6 +150,7 @@ static const char *const dict_methods[] = {
 static const char *const list_methods[] = {
     "append", "clear", "copy", "count", "extend", "index", "insert", "pop", "remove",
     "reverse", "sort", NULL};
+static const char *const tuple_methods[] = {"count", "index", NULL};
 static const char *const str_methods[] = {
     "capitalize", "casefold", "center", "count", "encode", "endswith", "expandtabs", "find",
     "format", "format_map", "index", "isalnum", "isalpha", "isascii", "isdecimal", "isdigit",
@@ -163,7 +164,7 @@ static const char *const str_methods[] = {
 static bool method_of(tpl_rt *rt, tv v, const char *name, tv *out)
 {
     const char *const *list = v.kind == TV_OBJECT  ? dict_methods
-                              : v.kind == TV_ARRAY ? list_methods
+                              : v.kind == TV_ARRAY ? (v.safe ? tuple_methods : list_methods)
                               : v.kind == TV_STR   ? str_methods
                                                    : NULL;
     if (!list || !in_list(name, list))
@@ -188,7 +189,7 @@ int tv_getattr(tpl_rt *rt, tv v, const char *name, tv *out)
         return 0;
     /* groupby's (grouper, list) pairs are 2-item lists here: give them
      * the namedtuple's field names */
-    if (v.kind == TV_ARRAY && json_array_size(v.json) == 2 &&
+    if (v.kind == TV_ARRAY && v.safe && json_array_size(v.json) == 2 &&
         (strcmp(name, "grouper") == 0 || strcmp(name, "list") == 0)) {
         *out = tv_from_json(json_array_get(v.json, name[0] == 'g' ? 0 : 1));
         return 0;
@@ -336,6 +337,7 @@ int tv_slice(tpl_rt *rt, tv v, tv start, tv stop, tv step, tv *out)
         for (int64_t i = 0; i < count; i++)
             json_array_append(a, json_array_get(v.json, (size_t)(first + i * st)));
         *out = tu_array_value(a);
+        out->safe = v.safe; /* a tuple's slice is a tuple */
         return 0;
     }
     if (v.kind == TV_STR) {
@@ -467,7 +469,7 @@ static int dict_method(tpl_rt *rt, tv v, const char *name, const tv *args, size_
             else if (name[0] == 'v')
                 json_array_append(a, e);
             else
-                json_array_append_new(a, json_pack("[sO]", k, e));
+                json_array_append_new(a, tu_tuple_json(json_pack("[sO]", k, e)));
         }
         *out = tu_array_value(a);
         return 0;

@@ -106,7 +106,7 @@ const char *tu_type_name(tv v)
     case TV_INT: return "int";
     case TV_FLOAT: return "float";
     case TV_STR: return v.safe ? "Markup" : "str";
-    case TV_ARRAY: return "list";
+    case TV_ARRAY: return v.safe ? "tuple" : "list";
     case TV_OBJECT: return "dict";
     case TV_OPAQUE: return v.op.type && v.op.type->name ? v.op.type->name : "object";
     }
@@ -186,11 +186,22 @@ tv tv_from_json(json_t *j)
         json_t *h = json_object_get(j, "__html__");
         if (h && json_object_size(j) == 1 && json_is_string(h))
             return tv_strn(json_string_value(h), json_string_length(h), true);
+        /* a tuple stored in JSON (tu_tuple_json) */
+        json_t *t = json_object_get(j, "__tuple__");
+        if (t && json_object_size(j) == 1 && json_is_array(t))
+            return tv_tuple(t);
         tv v = {.kind = TV_OBJECT, .json = j};
         return v;
     }
     }
     return tv_none();
+}
+
+json_t *tu_tuple_json(json_t *arr)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "__tuple__", arr);
+    return o;
 }
 
 json_t *tu_json(tv v)
@@ -211,6 +222,9 @@ json_t *tu_json(tv v)
         return o;
     }
     case TV_ARRAY:
+        if (v.safe)
+            return tu_tuple_json(json_incref(v.json));
+        return json_incref(v.json);
     case TV_OBJECT: return json_incref(v.json);
     }
     return json_null();
@@ -372,14 +386,20 @@ static int put_value(tpl_rt *rt, tpl_buf *b, tv v, bool repr, int depth)
         return 0;
     case TV_FLOAT: tu_put_float(b, v.f); return 0;
     case TV_STR:
-        if (repr)
-            repr_str(b, v.str.s, v.str.len);
-        else
+        if (!repr) {
             tpl_buf_put(b, v.str.s, v.str.len);
+        } else if (v.safe) { /* repr(Markup('x')) */
+            tpl_buf_puts(b, "Markup(");
+            repr_str(b, v.str.s, v.str.len);
+            tpl_buf_putc(b, ')');
+        } else {
+            repr_str(b, v.str.s, v.str.len);
+        }
         return 0;
     case TV_ARRAY: {
-        tpl_buf_putc(b, '[');
-        size_t i;
+        /* a list [1, 2], a tuple (1, 2), (1,) or () */
+        tpl_buf_putc(b, v.safe ? '(' : '[');
+        size_t i, n = json_array_size(v.json);
         json_t *e;
         json_array_foreach(v.json, i, e) {
             if (i)
@@ -387,7 +407,9 @@ static int put_value(tpl_rt *rt, tpl_buf *b, tv v, bool repr, int depth)
             if (put_value(rt, b, tv_from_json(e), true, depth + 1) < 0)
                 return -1;
         }
-        tpl_buf_putc(b, ']');
+        if (v.safe && n == 1)
+            tpl_buf_putc(b, ',');
+        tpl_buf_putc(b, v.safe ? ')' : ']');
         return 0;
     }
     case TV_OBJECT: {
@@ -515,6 +537,8 @@ bool tu_eq(tv a, tv b)
     case TV_STR: return a.str.len == b.str.len && memcmp(a.str.s, b.str.s, a.str.len) == 0;
     case TV_ARRAY: {
         size_t n = json_array_size(a.json);
+        if (a.safe != b.safe) /* a tuple never equals a list */
+            return false;
         if (a.json == b.json)
             return true;
         if (n != json_array_size(b.json))
@@ -567,7 +591,7 @@ int tu_cmp(tpl_rt *rt, tv a, tv b, const char *op, int *res)
         *res = cmp_bytes(a.str.s, a.str.len, b.str.s, b.str.len);
         return 0;
     }
-    if (a.kind == TV_ARRAY && b.kind == TV_ARRAY) {
+    if (a.kind == TV_ARRAY && b.kind == TV_ARRAY && a.safe == b.safe) {
         size_t an = json_array_size(a.json), bn = json_array_size(b.json);
         for (size_t i = 0; i < an && i < bn; i++) {
             tv x = tv_from_json(json_array_get(a.json, i));
@@ -593,8 +617,8 @@ static int unsupported(tpl_rt *rt, const char *op, tv a, tv b)
         return tu_undefined_error(rt, b);
     if (strcmp(op, "+") == 0 && (a.kind == TV_STR || a.kind == TV_ARRAY))
         return tpl_error(rt, "can only concatenate %s (not \"%s\") to %s",
-                         a.kind == TV_STR ? "str" : "list", tu_type_name(b),
-                         a.kind == TV_STR ? "str" : "list");
+                         a.kind == TV_STR ? "str" : tu_type_name(a), tu_type_name(b),
+                         a.kind == TV_STR ? "str" : tu_type_name(a));
     return tpl_error(rt, "unsupported operand type(s) for %s: '%s' and '%s'", op,
                      tu_type_name(a), tu_type_name(b));
 }
@@ -624,6 +648,7 @@ static int repeat(tpl_rt *rt, tv s, int64_t n, tv *out)
         for (size_t k = 0; k < len; k++)
             json_array_append(a, json_array_get(s.json, k));
     *out = tu_array_value(a);
+    out->safe = s.safe; /* a tuple stays a tuple */
     return 0;
 }
 
@@ -775,11 +800,12 @@ static int arith(tpl_rt *rt, tv_op op, tv a, tv b, tv *out)
     case TV_ADD:
         if (a.kind == TV_STR && b.kind == TV_STR)
             return add_strings(rt, a, b, out);
-        if (a.kind == TV_ARRAY && b.kind == TV_ARRAY) {
+        if (a.kind == TV_ARRAY && b.kind == TV_ARRAY && a.safe == b.safe) {
             json_t *r = tu_new_array(rt);
             json_array_extend(r, a.json);
             json_array_extend(r, b.json);
             *out = tu_array_value(r);
+            out->safe = a.safe; /* tuple + tuple is a tuple */
             return 0;
         }
         break;

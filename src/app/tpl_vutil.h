@@ -27,6 +27,8 @@ tv tu_array_value(json_t *a);                           /* a TV_ARRAY over a */
 json_t *tu_new_array(tpl_rt *rt);                       /* a new array kept by the render */
 /* v as a new JSON reference (not kept): a safe string is {"__html__": s}. */
 json_t *tu_json(tv v);
+/* {"__tuple__": arr}: how a tuple is stored inside JSON (arr is stolen). */
+json_t *tu_tuple_json(json_t *arr);
 int tu_undefined_error(tpl_rt *rt, tv v);               /* "'name' is undefined" */
 bool tu_is_num(tv v);                                   /* bool, int or float */
 bool tu_eq(tv a, tv b);                                 /* Python's == */
@@ -41,6 +43,10 @@ int tu_put_escaped_str(tpl_rt *rt, tpl_buf *b, tv v);
  * mapping when a dict and fmt uses %(name)s, else the single argument.
  * When fmt is safe, the arguments are escaped and the result is safe. */
 int tu_percent_format(tpl_rt *rt, tv fmt, tv args, tv *out);
+/* The same with the arguments given as nitems values (a tuple), or as a
+ * mapping for %(name)s (then items[0] is the mapping itself, for %s). */
+int tu_percent_format_items(tpl_rt *rt, tv fmt, const tv *items, size_t nitems, json_t *mapping,
+                            tv *out);
 
 /* ---- strings (tpl_methods.c, tpl_format.c) ---- */
 /* Python's full case mappings (libunistring), appended to b. */
