@@ -16,17 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FARGS(fname, ...)                                                                    \
-    tu_fargs fa = {fname, args, nargs, kw, nkw};                                              \
-    static const char *const params_[] = {__VA_ARGS__, NULL};                                 \
-    if (tu_check_params(rt, &fa, params_) < 0)                                                \
-        return -1
-#define NOARGS(fname)                                                                        \
-    tu_fargs fa = {fname, args, nargs, kw, nkw};                                              \
-    static const char *const params_[] = {NULL};                                              \
-    if (tu_check_params(rt, &fa, params_) < 0)                                                \
-        return -1
-
 /* ---- attribute getters (make_attrgetter) -------------------------------------- */
 
 /* "a.0.b" looks up item 'a', then item 0, then item 'b' (environment.getitem) */

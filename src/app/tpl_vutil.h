@@ -100,6 +100,20 @@ tv tu_param(const tu_fargs *a, size_t pos, const char *name, tv def);
 /* Python's html.unescape for the entities templates meet (numeric ones,
  * the HTML 4 Latin-1 names and a few more), appended to b. */
 void tu_put_unescaped(tpl_buf *b, const char *s, size_t n);
+/* markupsafe's escape() of a string value: itself when safe. */
+tv tu_escaped(tpl_rt *rt, tv s);
+
+/* Declare a filter's parameters (after the value) and check the call. */
+#define FARGS(fname, ...)                                                                    \
+    tu_fargs fa = {fname, args, nargs, kw, nkw};                                              \
+    static const char *const params_[] = {__VA_ARGS__, NULL};                                 \
+    if (tu_check_params(rt, &fa, params_) < 0)                                                \
+        return -1
+#define NOARGS(fname)                                                                        \
+    tu_fargs fa = {fname, args, nargs, kw, nkw};                                              \
+    static const char *const params_[] = {NULL};                                              \
+    if (tu_check_params(rt, &fa, params_) < 0)                                                \
+        return -1
 
 #define TU_FILTER(name)                                                                      \
     int name(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw, size_t nkw, \
