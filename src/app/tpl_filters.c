@@ -970,6 +970,7 @@ static const filter_entry filters[] = {
     {"upper", tf_upper},
     {"urlencode", tf_urlencode},
     {"wordcount", tf_wordcount},
+    {"wordwrap", tf_wordwrap},
     {"xmlattr", tf_xmlattr},
 };
 

@@ -581,3 +581,182 @@ TU_FILTER(tf_wordcount)
     return 0;
 }
 
+
+/* ---- wordwrap: textwrap.wrap per line ----------------------------------------- */
+
+/* textwrap's whitespace: ASCII only */
+static bool tw_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+static bool tw_letter(uint32_t c) { return tu_is_word(c) && c != '_' && !(c >= '0' && c <= '9'); }
+
+typedef struct tw_chunk {
+    const char *s;
+    size_t len;  /* bytes */
+    size_t cps;  /* code points */
+    bool space;
+} tw_chunk;
+
+/* textwrap's chunks: runs of whitespace, and words, a word also ending
+ * after a hyphen between letters ("long-" "word") when break_on_hyphens
+ * (the em-dash rule of its regex is not done) */
+static size_t tw_split(tpl_rt *rt, const char *s, size_t n, bool hyphens, tw_chunk **out)
+{
+    tw_chunk *c = tpl_alloc(rt, (n + 1) * sizeof *c);
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        size_t st = i;
+        bool sp = tw_space(s[i]);
+        if (sp) {
+            while (i < n && tw_space(s[i]))
+                i++;
+        } else {
+            while (i < n && !tw_space(s[i])) {
+                size_t at = i;
+                uint32_t ch = tu_next(s, n, &i);
+                if (hyphens && ch == '-' && at >= st + 2 && i < n) {
+                    /* (?<=letter{2}-) or (?<=letter-letter-), then (?=letter -? letter) */
+                    size_t p1 = at - 1, p0;
+                    while (p1 > st && ((unsigned char)s[p1] & 0xC0) == 0x80)
+                        p1--;
+                    size_t q = p1;
+                    uint32_t b1 = tu_next(s, n, &q);
+                    p0 = p1;
+                    if (p0 > st) {
+                        p0--;
+                        while (p0 > st && ((unsigned char)s[p0] & 0xC0) == 0x80)
+                            p0--;
+                    }
+                    q = p0;
+                    uint32_t b0 = p0 < p1 ? tu_next(s, n, &q) : 0;
+                    size_t r = i;
+                    uint32_t a0 = tu_next(s, n, &r);
+                    uint32_t a1 = r < n ? tu_next(s, n, &(size_t){r}) : 0;
+                    if (a1 == '-' && r + 1 < n) {
+                        size_t r2 = r + 1;
+                        a1 = tu_next(s, n, &r2);
+                    }
+                    bool before = tw_letter(b1) && (tw_letter(b0) || b0 == '-');
+                    if (before && tw_letter(a0) && tw_letter(a1))
+                        break;
+                }
+            }
+        }
+        c[k].s = s + st;
+        c[k].len = i - st;
+        c[k].cps = tu_cp_count(s + st, i - st);
+        c[k].space = sp;
+        k++;
+    }
+    *out = c;
+    return k;
+}
+
+static void tw_wrap(tpl_rt *rt, tpl_buf *b, const char *s, size_t n, int64_t width, bool long_words,
+                    bool hyphens, tv wrapstring, bool *first_line)
+{
+    tw_chunk *ch;
+    size_t nc = tw_split(rt, s, n, hyphens, &ch), i = 0;
+    bool lines = false;
+    tw_chunk *cur = tpl_alloc(rt, (nc + 2) * sizeof *cur);
+    while (i < nc) {
+        size_t ncur = 0;
+        int64_t len = 0;
+        if (ch[i].space && lines)
+            i++; /* drop whitespace at the start of all lines but the first */
+        while (i < nc && len + (int64_t)ch[i].cps <= width) {
+            len += (int64_t)ch[i].cps;
+            cur[ncur++] = ch[i++];
+        }
+        if (i < nc && (int64_t)ch[i].cps > width) {
+            /* _handle_long_word */
+            int64_t left = width - len < 1 ? 1 : width - len;
+            if (long_words) {
+                size_t end = (size_t)left; /* in code points */
+                if (hyphens && (int64_t)ch[i].cps > left) {
+                    /* the last '-' before left, with something else before it */
+                    size_t off = tu_cp_offset(ch[i].s, ch[i].len, (size_t)left);
+                    for (size_t h = off; h-- > 0;)
+                        if (ch[i].s[h] == '-') {
+                            bool other = false;
+                            for (size_t q = 0; q < h; q++)
+                                other = other || ch[i].s[q] != '-';
+                            if (h > 0 && other)
+                                end = tu_cp_count(ch[i].s, h) + 1;
+                            break;
+                        }
+                }
+                size_t eb = tu_cp_offset(ch[i].s, ch[i].len, end);
+                cur[ncur] = ch[i];
+                cur[ncur].len = eb;
+                cur[ncur].cps = end;
+                ncur++;
+                len += (int64_t)end;
+                ch[i].s += eb;
+                ch[i].len -= eb;
+                ch[i].cps -= end;
+            } else if (ncur == 0) {
+                cur[ncur++] = ch[i++];
+            }
+        }
+        if (ncur && cur[ncur - 1].space)
+            ncur--; /* trailing whitespace */
+        if (ncur) {
+            if (!*first_line)
+                tpl_buf_put(b, wrapstring.str.s, wrapstring.str.len);
+            *first_line = false;
+            for (size_t k = 0; k < ncur; k++)
+                tpl_buf_put(b, cur[k].s, cur[k].len);
+            lines = true;
+        }
+    }
+}
+
+TU_FILTER(tf_wordwrap)
+{
+    FARGS("wordwrap", "width", "break_long_words", "wrapstring", "break_on_hyphens");
+    int64_t width;
+    if (tu_int_arg(rt, tu_param(&fa, 0, "width", tv_int(79)), "wordwrap width", &width) < 0)
+        return -1;
+    if (width <= 0)
+        return tpl_error(rt, "invalid width %" PRId64 " (must be > 0)", width);
+    bool long_words = tv_truthy(tu_param(&fa, 1, "break_long_words", tv_bool(true)));
+    tv ws = tu_param(&fa, 2, "wrapstring", tv_none());
+    if (ws.kind == TV_NONE)
+        ws = tv_strn("\n", 1, false);
+    if (ws.kind != TV_STR)
+        return tpl_error(rt, "wordwrap: wrapstring must be a string");
+    bool hyphens = tv_truthy(tu_param(&fa, 3, "break_on_hyphens", tv_bool(true)));
+    if (in.kind == TV_UNDEF)
+        return tu_undefined_error(rt, in);
+    if (in.kind != TV_STR)
+        return tpl_error(rt, "'%s' object has no attribute 'splitlines'", tu_type_name(in));
+    /* wrapstring.join(wrapstring.join(wrap(line)) for line in s.splitlines()) */
+    tpl_buf b;
+    tpl_buf_init(&b, rt);
+    const char *s = in.str.s;
+    size_t n = in.str.len, line = 0;
+    bool firstline = true;
+    for (size_t i = 0; i <= n;) {
+        size_t lb = i < n ? line_break(s, n, i) : 0;
+        if (i < n && !lb) {
+            i++;
+            continue;
+        }
+        if (i == n && line == n && n > 0)
+            break; /* a final line break ends the last line */
+        if (!firstline)
+            tpl_buf_put(&b, ws.str.s, ws.str.len);
+        firstline = false;
+        bool first = true;
+        tw_wrap(rt, &b, s + line, i - line, width, long_words, hyphens, ws, &first);
+        if (i == n)
+            break;
+        i += lb;
+        line = i;
+    }
+    *out = tu_buf_value(&b, false);
+    return 0;
+}

@@ -143,5 +143,6 @@ TU_FILTER(tf_upper);
 TU_FILTER(tf_urlencode);
 TU_FILTER(tf_wordcount);
 TU_FILTER(tf_xmlattr);
+TU_FILTER(tf_wordwrap);
 
 #endif
