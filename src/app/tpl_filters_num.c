@@ -458,8 +458,9 @@ TU_FILTER(tf_replace)
     return 0;
 }
 
-/* pprint: repr with dict keys sorted (pformat's sort_dicts); long values
- * are not wrapped at 80 columns as pprint would. */
+/* pprint: pformat(value) — repr with dict keys sorted, and what does not
+ * fit in 80 columns broken over lines the way pprint.PrettyPrinter does
+ * (lists, tuples, dicts one item a line; long strings in pieces). */
 static int pp(tpl_rt *rt, tpl_buf *b, tv v, int depth)
 {
     if (depth > 200)
@@ -506,13 +507,182 @@ static int pp(tpl_rt *rt, tpl_buf *b, tv v, int depth)
     return tv_repr(rt, b, v);
 }
 
+static const char *pp_repr(tpl_rt *rt, tv v, size_t *cps)
+{
+    tpl_buf b;
+    tpl_buf_init(&b, rt);
+    pp(rt, &b, v, 0);
+    const char *s = tpl_buf_cstr(&b);
+    *cps = tu_cp_count(s, b.len);
+    return s;
+}
+
+static void pf(tpl_rt *rt, tpl_buf *b, tv v, int64_t indent, int64_t allowance, int level);
+
+static void pf_spaces(tpl_buf *b, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        tpl_buf_putc(b, ' ');
+}
+
+static void pf_items(tpl_rt *rt, tpl_buf *b, tv *items, size_t n, int64_t indent,
+                     int64_t allowance, int level)
+{
+    indent += 1;
+    for (size_t i = 0; i < n; i++) {
+        if (i) {
+            tpl_buf_puts(b, ",\n");
+            pf_spaces(b, indent);
+        }
+        pf(rt, b, items[i], indent, i + 1 == n ? allowance : 1, level);
+    }
+}
+
+/* PrettyPrinter._pprint_str: a long string as adjacent literals */
+static void pf_str(tpl_rt *rt, tpl_buf *b, tv v, int64_t indent, int64_t allowance, int level)
+{
+    if (level == 1) {
+        indent += 1;
+        allowance += 1;
+    }
+    int64_t maxw = 80 - indent, maxw1 = maxw;
+    const char **chunks = tpl_alloc(rt, (v.str.len + 2) * sizeof *chunks);
+    size_t nch = 0;
+    const char *s = v.str.s;
+    size_t n = v.str.len;
+    const char *lastrep = "";
+    for (size_t i = 0; i < n;) {
+        /* the line with its line break (splitlines(True)) */
+        size_t st = i;
+        while (i < n && s[i] != '\n' && s[i] != '\r')
+            i++;
+        if (i < n)
+            i += (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n') ? 2 : 1;
+        bool lastline = i >= n;
+        size_t cps;
+        const char *rep = pp_repr(rt, tv_strn(tpl_strndup(rt, s + st, i - st), i - st, false), &cps);
+        lastrep = rep;
+        if (lastline)
+            maxw1 -= allowance;
+        if ((int64_t)cps <= maxw1) {
+            chunks[nch++] = rep;
+            continue;
+        }
+        /* parts: \S*\s* */
+        int64_t maxw2 = maxw;
+        size_t cur = st, p = st;
+        while (p < i) {
+            size_t q = p;
+            while (q < i) {
+                size_t r = q;
+                if (tu_isspace(tu_next(s, i, &r)))
+                    break;
+                q = r;
+            }
+            while (q < i) {
+                size_t r = q;
+                if (!tu_isspace(tu_next(s, i, &r)))
+                    break;
+                q = r;
+            }
+            bool lastpart = q >= i;
+            if (lastpart && lastline)
+                maxw2 -= allowance;
+            size_t c2;
+            pp_repr(rt, tv_strn(tpl_strndup(rt, s + cur, q - cur), q - cur, false), &c2);
+            if ((int64_t)c2 > maxw2) {
+                if (p > cur) {
+                    size_t c3;
+                    chunks[nch++] = pp_repr(rt, tv_strn(tpl_strndup(rt, s + cur, p - cur), p - cur, false), &c3);
+                }
+                cur = p;
+            }
+            p = q;
+        }
+        if (cur < i) {
+            size_t c3;
+            chunks[nch++] = pp_repr(rt, tv_strn(tpl_strndup(rt, s + cur, i - cur), i - cur, false), &c3);
+        }
+    }
+    if (nch == 1) {
+        tpl_buf_puts(b, lastrep);
+        return;
+    }
+    if (level == 1)
+        tpl_buf_putc(b, '(');
+    for (size_t i = 0; i < nch; i++) {
+        if (i) {
+            tpl_buf_putc(b, '\n');
+            pf_spaces(b, indent);
+        }
+        tpl_buf_puts(b, chunks[i]);
+    }
+    if (level == 1)
+        tpl_buf_putc(b, ')');
+}
+
+static void pf(tpl_rt *rt, tpl_buf *b, tv v, int64_t indent, int64_t allowance, int level)
+{
+    size_t cps;
+    const char *rep = pp_repr(rt, v, &cps);
+    if ((int64_t)cps <= 80 - indent - allowance || level > 200 ||
+        (v.kind != TV_ARRAY && v.kind != TV_OBJECT && !(v.kind == TV_STR && !v.safe && v.str.len))) {
+        tpl_buf_puts(b, rep);
+        return;
+    }
+    level++;
+    if (v.kind == TV_STR) {
+        pf_str(rt, b, v, indent, allowance, level);
+        return;
+    }
+    if (v.kind == TV_ARRAY) {
+        tv *items;
+        size_t n;
+        tv_iterate(rt, v, &items, &n);
+        const char *end = v.safe ? (n == 1 ? ",)" : ")") : "]";
+        tpl_buf_putc(b, v.safe ? '(' : '[');
+        pf_items(rt, b, items, n, indent, allowance + (int64_t)strlen(end), level);
+        tpl_buf_puts(b, end);
+        return;
+    }
+    size_t n = json_object_size(v.json), i = 0;
+    const char **keys = tpl_alloc(rt, (n ? n : 1) * sizeof *keys);
+    const char *k;
+    json_t *e;
+    json_object_foreach(v.json, k, e) keys[i++] = k;
+    for (size_t a = 1; a < n; a++)
+        for (size_t c = a; c > 0 && strcmp(keys[c - 1], keys[c]) > 0; c--) {
+            const char *t = keys[c];
+            keys[c] = keys[c - 1];
+            keys[c - 1] = t;
+        }
+    tpl_buf_putc(b, '{');
+    int64_t ind = indent + 1;
+    for (i = 0; i < n; i++) {
+        size_t kc;
+        const char *kr = pp_repr(rt, tv_strn(keys[i], strlen(keys[i]), false), &kc);
+        tpl_buf_puts(b, kr);
+        tpl_buf_puts(b, ": ");
+        pf(rt, b, tv_from_json(json_object_get(v.json, keys[i])), ind + (int64_t)kc + 2,
+           i + 1 == n ? allowance + 1 : 1, level);
+        if (i + 1 < n) {
+            tpl_buf_puts(b, ",\n");
+            pf_spaces(b, ind);
+        }
+    }
+    tpl_buf_putc(b, '}');
+}
+
 TU_FILTER(tf_pprint)
 {
     NOARGS("pprint");
     tpl_buf b;
     tpl_buf_init(&b, rt);
-    if (pp(rt, &b, in, 0) < 0)
+    tpl_buf probe; /* fails first on what pf cannot print (too deep) */
+    tpl_buf_init(&probe, rt);
+    if (pp(rt, &probe, in, 0) < 0)
         return -1;
+    pf(rt, &b, in, 0, 0, 0);
     *out = tu_buf_value(&b, false);
     return 0;
 }
