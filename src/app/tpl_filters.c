@@ -893,7 +893,7 @@ TEST(t_sameas)
 
 TEST(t_filter)
 {
-    if (want(rt, "filter", nargs, 0) < 0)
+    if (want(rt, "filter", nargs, 0) < 0 || hashable(rt, in) < 0)
         return -1;
     *out = in.kind == TV_STR && tpl_builtin_filter(in.str.s) != NULL;
     return 0;
@@ -901,7 +901,7 @@ TEST(t_filter)
 
 TEST(t_test)
 {
-    if (want(rt, "test", nargs, 0) < 0)
+    if (want(rt, "test", nargs, 0) < 0 || hashable(rt, in) < 0)
         return -1;
     *out = in.kind == TV_STR && tpl_builtin_test(in.str.s) != NULL;
     return 0;

@@ -912,6 +912,104 @@ static void test_filter_cases(void)
     }
 }
 
+/* ---- tests ---------------------------------------------------------------------- */
+
+/* generated from python3-jinja2 3.1.2: x is test(*args) for each x */
+static const char *const tvals[] = {"null", "true", "false", "0", "1", "2", "3.0", "2.5", "-3", "\"\"", "\"abc\"", "\"ABC\"", "\"aB\"", "\"a1\"", "\"1\"", "[]", "[1, 2]", "{}", "{\"a\": 1}", "{\"__html__\": \"<b>\"}"};
+static const struct tcase {
+    const char *test, *args, *expect; /* expect: one of T F ! per value */
+} tcases[] = {
+    {"defined", "[]", "TTTTTTTTTTTTTTTTTTTT"},
+    {"none", "[]", "TFFFFFFFFFFFFFFFFFFF"},
+    {"boolean", "[]", "FTTFFFFFFFFFFFFFFFFF"},
+    {"false", "[]", "FFTFFFFFFFFFFFFFFFFF"},
+    {"true", "[]", "FTFFFFFFFFFFFFFFFFFF"},
+    {"number", "[]", "FTTTTTTTTFFFFFFFFFFF"},
+    {"integer", "[]", "FFFTTTFFTFFFFFFFFFFF"},
+    {"float", "[]", "FFFFFFTTFFFFFFFFFFFF"},
+    {"string", "[]", "FFFFFFFFFTTTTTTFFFFT"},
+    {"mapping", "[]", "FFFFFFFFFFFFFFFFFTTF"},
+    {"sequence", "[]", "FFFFFFFFFTTTTTTTTTTT"},
+    {"iterable", "[]", "FFFFFFFFFTTTTTTTTTTT"},
+    {"callable", "[]", "FFFFFFFFFFFFFFFFFFFF"},
+    {"odd", "[]", "!TFFTFTFT!!!!!!!!!!!"},
+    {"even", "[]", "!FTTFTFFF!!!!!!!!!!!"},
+    {"divisibleby", "[3]", "!FTTFFTFT!!!!!!!!!!!"},
+    {"eq", "[1]", "FTFFTFFFFFFFFFFFFFFF"},
+    {"ne", "[1]", "TFTTFTTTTTTTTTTTTTTT"},
+    {"lt", "[2]", "!TTTTFFFT!!!!!!!!!!!"},
+    {"le", "[2]", "!TTTTTFFT!!!!!!!!!!!"},
+    {"gt", "[1]", "!FFFFTTTF!!!!!!!!!!!"},
+    {"ge", "[1]", "!TFFTTTTF!!!!!!!!!!!"},
+    {"in", "[[1, 2, \"abc\"]]", "FTFFTTFFFFTFFFFFFFFF"},
+    {"in", "[\"xabcx\"]", "!!!!!!!!!TTFFFF!!!!F"},
+    {"lower", "[]", "FFFFFFFFFFTFFTFFFFTT"},
+    {"upper", "[]", "FFFFFFFFFFFTFFFFFFFF"},
+    {"escaped", "[]", "FFFFFFFFFFFFFFFFFFFT"},
+    {"sameas", "[null]", "TFFFFFFFFFFFFFFFFFFF"},
+    {"sameas", "[true]", "FTFFFFFFFFFFFFFFFFFF"},
+    {"filter", "[]", "FFFFFFFFFFFFFFF!!!!F"},
+    {"test", "[]", "FFFFFFFFFFFFFFF!!!!F"},
+};
+
+static void test_test_cases(void)
+{
+    size_t nv = sizeof tvals / sizeof *tvals;
+    for (size_t i = 0; i < sizeof tcases / sizeof *tcases; i++) {
+        const struct tcase *c = &tcases[i];
+        tpl_test_fn t = tpl_builtin_test(c->test);
+        CHECK(t != NULL);
+        if (!t)
+            continue;
+        tv a = J(c->args);
+        size_t na = json_array_size(a.json);
+        tv av[4];
+        for (size_t k = 0; k < na && k < 4; k++)
+            av[k] = tv_from_json(json_array_get(a.json, k));
+        for (size_t v = 0; v < nv; v++) {
+            bool r = false;
+            char got = t(RT, J(tvals[v]), av, na, &r) < 0 ? '!' : r ? 'T' : 'F';
+            RT->failed = false;
+            if (got != c->expect[v]) {
+                fprintf(stderr, "%s:%d: %s is %s(*%s) gave %c, expected %c\n", __FILE__, __LINE__,
+                        tvals[v], c->test, c->args, got, c->expect[v]);
+                check_failures++;
+            }
+        }
+    }
+    /* undefined */
+    bool r;
+    CHECK(tpl_builtin_test("defined")(RT, tv_undef("x"), NULL, 0, &r) == 0 && !r);
+    CHECK(tpl_builtin_test("undefined")(RT, tv_undef("x"), NULL, 0, &r) == 0 && r);
+    CHECK(tpl_builtin_test("divisibleby")(RT, tv_int(3), NULL, 0, &r) < 0);
+    RT->failed = false;
+    /* every name in both tables is found (the tables are sorted) */
+    static const char *const filters[] = {
+        "abs", "attr", "batch", "capitalize", "center", "count", "d", "default", "dictsort", "e",
+        "escape", "filesizeformat", "first", "float", "forceescape", "format", "groupby", "indent",
+        "int", "items", "join", "last", "length", "list", "lower", "map", "max", "min", "pprint",
+        "random", "reject", "rejectattr", "replace", "reverse", "round", "safe", "select",
+        "selectattr", "slice", "sort", "string", "striptags", "sum", "title", "tojson", "trim",
+        "truncate", "unique", "upper", "urlencode", "wordcount", "wordwrap", "xmlattr"};
+    for (size_t i = 0; i < sizeof filters / sizeof *filters; i++)
+        if (!tpl_builtin_filter(filters[i])) {
+            fprintf(stderr, "no filter %s\n", filters[i]);
+            check_failures++;
+        }
+    static const char *const tests[] = {
+        "!=", "<", "<=", "==", ">", ">=", "boolean", "callable", "defined", "divisibleby", "eq",
+        "equalto", "escaped", "even", "false", "filter", "float", "ge", "greaterthan", "gt", "in",
+        "integer", "iterable", "le", "lessthan", "lower", "lt", "mapping", "ne", "none", "number",
+        "odd", "sameas", "sequence", "string", "test", "true", "undefined", "upper"};
+    for (size_t i = 0; i < sizeof tests / sizeof *tests; i++)
+        if (!tpl_builtin_test(tests[i])) {
+            fprintf(stderr, "no test %s\n", tests[i]);
+            check_failures++;
+        }
+    CHECK(tpl_builtin_filter("nope") == NULL);
+    CHECK(tpl_builtin_test("nope") == NULL);
+}
+
 int main(void)
 {
     RT = rt_new();
@@ -924,6 +1022,7 @@ int main(void)
     test_lookup();
     test_methods();
     test_filter_cases();
+    test_test_cases();
     rt_free(RT);
     return CHECK_DONE();
 }
