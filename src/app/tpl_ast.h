@@ -31,6 +31,13 @@
 #ifndef TPL_STACK_BUDGET
 #define TPL_STACK_BUDGET (40u << 10)
 #endif
+/* Stack a render leaves free on a coroutine, for the frames that report
+ * its error (larger under sanitizers). */
+#if TPL_STACK_BUDGET > (40u << 10)
+#define TPL_STACK_RESERVE (32u << 10)
+#else
+#define TPL_STACK_RESERVE (12u << 10)
+#endif
 
 /* ---- tokens ----------------------------------------------------------------- */
 

@@ -5,6 +5,7 @@
  * keeps to (output size, memory, steps, depth and stack).
  */
 #include "app/tpl_ast.h"
+#include "core/coro.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,8 +19,8 @@ void tpl_rt_init(tpl_rt *rt, const tpl_env *env, const tpl_host *host, cf_arena 
     rt->host = host;
     rt->arena = arena;
     rt->tname = "";
-    char here;
-    rt->stack_base = &here; /* only compared with, never dereferenced */
+    /* only compared with, never dereferenced */
+    rt->stack_base = (const char *)__builtin_frame_address(0);
 }
 
 void tpl_rt_done(tpl_rt *rt)
@@ -95,7 +96,10 @@ int tpl_rt_check_stack(tpl_rt *rt)
     char here;
     uintptr_t base = (uintptr_t)rt->stack_base, at = (uintptr_t)&here;
     size_t used = base > at ? base - at : at - base;
-    if (used > TPL_STACK_BUDGET)
+    /* On a coroutine the real limit is what is left of its stack (64 KiB
+     * by default, part of it used by the handler); the fixed budget is for
+     * thread stacks (carafe-render, threaded routes). */
+    if (used > TPL_STACK_BUDGET || cf_coro_stack_left() < TPL_STACK_RESERVE)
         return tpl_error(rt, "maximum recursion depth exceeded (the template nests too deeply)");
     return rt->failed ? -1 : 0;
 }

@@ -201,6 +201,14 @@ static inline size_t stack_len(cf_coro *co)
     return (size_t)((char *)co - stack_bottom(co));
 }
 
+size_t cf_coro_stack_left(void)
+{
+    if (!current)
+        return SIZE_MAX;
+    const char *here = __builtin_frame_address(0), *bottom = stack_bottom(current);
+    return here > bottom ? (size_t)(here - bottom) : 0;
+}
+
 /* Sanitizer bookkeeping around each switch. */
 static inline void asan_enter_coro(cf_coro *co)
 {

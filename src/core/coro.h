@@ -31,6 +31,10 @@ bool cf_coro_resume(cf_coro *co);
 void cf_coro_yield(void);
 /* The running coroutine, or NULL on the loop stack. */
 cf_coro *cf_coro_current(void);
+/* Bytes of stack left below the caller's frame on the running coroutine;
+ * SIZE_MAX on a thread's own stack. For code that recurses on input (the
+ * template renderer) to stop before the guard region. */
+size_t cf_coro_stack_left(void);
 /* A short label shown in crash reports ("GET /path"); not copied. */
 void cf_coro_set_label(cf_coro *co, const char *label);
 
