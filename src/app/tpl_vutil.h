@@ -76,6 +76,14 @@ int tu_str_format(tpl_rt *rt, tv fmt, const tv *args, size_t nargs, const tpl_kw
 /* format(v, spec) appended to b */
 int tu_format_spec(tpl_rt *rt, tpl_buf *b, tv v, const char *spec, size_t n);
 
+/* ---- methods (tpl_methods.c, tpl_strmethods.c) ---- */
+/* Fail unless nargs is within [min, max] and there are no keywords. */
+int tu_want_args(tpl_rt *rt, const char *name, size_t nargs, size_t nkw, size_t min, size_t max);
+int tu_want_str(tpl_rt *rt, tv v, const char *what); /* fail unless a string */
+/* The str method `name` of v; *found = false when there is none. */
+int tu_str_method(tpl_rt *rt, tv v, const char *name, const tv *args, size_t nargs,
+                  const tpl_kwarg *kw, size_t nkw, tv *out, bool *found);
+
 /* ---- filter and method arguments ---- */
 /* Argument `pos` (positional index) or keyword `name`: true when given. */
 bool tu_arg(const tv *args, size_t nargs, const tpl_kwarg *kw, size_t nkw, size_t pos,
