@@ -1,0 +1,22 @@
+/*
+ * flaskr.h — the parts of examples/flaskr (Flask's tutorial blog, ported):
+ * the app factory (main.c), the auth blueprint (auth.c), the blog
+ * blueprint (blog.c).
+ */
+#ifndef FLASKR_H
+#define FLASKR_H
+
+#include <carafe.h>
+
+/* auth.c: the /auth group and the before-request hook that loads g.user. */
+void flaskr_auth_init(cf_app *app);
+/* Middleware for views that need a logged-in user: a redirect to the login
+ * page otherwise. */
+void login_required(cf_req *rq);
+/* g.user's id, or 0 when nobody is logged in. */
+int64_t flaskr_user_id(cf_req *rq);
+
+/* blog.c: the index, create, update and delete views. */
+void flaskr_blog_init(cf_app *app);
+
+#endif
