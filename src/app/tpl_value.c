@@ -44,6 +44,10 @@ tv tv_from_json(json_t *j)
         json_t *h = json_object_get(j, "__html__");
         if (h && json_object_size(j) == 1 && json_is_string(h))
             return tv_strn(json_string_value(h), json_string_length(h), true);
+        /* an undefined stored in a list or dict by a filter (tu_json) */
+        json_t *u = json_object_get(j, "__undefined__");
+        if (u && json_object_size(j) == 1 && json_is_string(u))
+            return tv_undef(json_string_value(u));
         /* a tuple stored in JSON (tu_tuple_json) */
         json_t *t = json_object_get(j, "__tuple__");
         if (t && json_object_size(j) == 1 && json_is_array(t))
@@ -65,7 +69,8 @@ json_t *tu_tuple_json(json_t *arr)
 json_t *tu_json(tv v)
 {
     switch (v.kind) {
-    case TV_UNDEF:
+    case TV_UNDEF: /* kept as Undefined in a list: [Undefined] as Jinja prints it */
+        return json_pack("{ss}", "__undefined__", v.undef_name ? v.undef_name : "value");
     case TV_NONE:
     case TV_OPAQUE: return json_null();
     case TV_BOOL: return json_boolean(v.b);
@@ -88,7 +93,12 @@ json_t *tu_json(tv v)
     return json_null();
 }
 
-json_t *tv_to_json(tpl_rt *rt, tv v) { return tpl_keep(rt, tu_json(v)); }
+json_t *tv_to_json(tpl_rt *rt, tv v)
+{
+    /* tpl.h: undefined is null (inside lists and dicts a filter made, it
+     * stays the {"__undefined__": name} that tu_json writes) */
+    return tpl_keep(rt, v.kind == TV_UNDEF ? json_null() : tu_json(v));
+}
 
 bool tv_truthy(tv v)
 {

@@ -25,7 +25,9 @@ tv tu_buf_value(tpl_buf *b, bool safe);                 /* the buffer as a strin
 tv tu_str_value(tpl_rt *rt, const char *s, size_t n, bool safe); /* a copy in the arena */
 tv tu_array_value(json_t *a);                           /* a TV_ARRAY over a */
 json_t *tu_new_array(tpl_rt *rt);                       /* a new array kept by the render */
-/* v as a new JSON reference (not kept): a safe string is {"__html__": s}. */
+/* v as a new JSON reference (not kept), for the lists and dicts values
+ * make: a safe string is {"__html__": s}, a tuple {"__tuple__": [...]},
+ * an undefined {"__undefined__": name} (tv_from_json reads them back). */
 json_t *tu_json(tv v);
 /* {"__tuple__": arr}: how a tuple is stored inside JSON (arr is stolen). */
 json_t *tu_tuple_json(json_t *arr);
