@@ -672,7 +672,7 @@ def main():
             print(f"{'WARN' if warn else 'FAIL'}  {case.label()}: {res}")
             print(templates_text(case))
     n_gen = sum(1 for c in cases if c.source == "generated")
-    mode = "jinja-only" if args.jinja_only else os.path.relpath(binary)
+    mode = "jinja-only" if args.jinja_only else binary
     print(f"{len(cases)} cases ({len(cases) - n_gen} from the corpus, {n_gen} generated), "
           f"{len(failed)} failed, {len(warned)} nice-to-have failed (warnings) "
           f"[{mode}, {time.monotonic() - start:.1f} s]")
