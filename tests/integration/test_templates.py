@@ -10,9 +10,14 @@ context, and must agree:
                  "render": "page.html", "context": {...}}
               with "error": true when both must fail, and optionally
               "expect": "..." (Jinja's output, checked by --jinja-only)
-  generated   a few hundred small expression templates from a seeded
-              grammar (literals, arithmetic, comparisons, filters, string
-              concatenation, inline if), the same ones on every run
+  generated   the same on every run (seeded), batched so that a run of
+              carafe-render renders many (the differing ones are shown):
+              1200 expressions from a typed grammar (literals, arithmetic,
+              comparisons, tests, filters, string concatenation, inline if,
+              lists, dicts, slices, methods), a dozen to a template;
+              120 templates of text and tags with random whitespace control,
+              ten to a run; 480 string and number filters with random
+              arguments on random context values, 24 to a template
   reference   jinja2.Environment(loader=FileSystemLoader(folder),
               autoescape=<Flask's choice: .html .htm .xml .xhtml .svg>),
               everything else Jinja's defaults
@@ -455,6 +460,81 @@ class BlockGen:
         return "".join(self.text() + self.node(d) for _ in range(self.r.randrange(1, 4))) + self.text()
 
 
+FUZZ_SEP = "\n<<<< expr >>>>\n"
+
+
+def generated_filter_cases(count=480, seed=77, per_case=24):
+    """The string and number filters with random arguments on random values
+    (from the context, so nothing is folded at compile time): the word and
+    case rules of title/capitalize/wordcount, truncate's arithmetic,
+    striptags, urlencode, center, indent, round, int/float parsing,
+    %-formatting."""
+    r = random.Random(seed)
+    alphabet = list(" \t\n-'(<>&\"é\u00dfA\u65e5aZz1.,_;/%+=") + ["ab", "cd", "<b>", "</b>", "&amp;", "<!-- c -->", "  ", "Hello", "wORLD", "x-y", "it's", "0x1A", "-3", "4.5e1"]
+    strs = ["".join(r.choice(alphabet) for _ in range(r.randrange(0, 14))) for _ in range(60)]
+    nums = ["1", "-2", " 3 ", "0x1f", "0o17", "0b11", "1_000", "2.5", "-0.5", "1e3", ".5", "abc", "", "12abc", "+7", " -0x1A", "1e-3"]
+    floats = [r.choice([0.5, 1.5, 2.5, -2.5, 0.125, 0.375, 2.675, 1.005, -0.0, 1234.5678, 1e-05, 99.995, 0.045])
+              for _ in range(20)] + [r.uniform(-1000, 1000) for _ in range(20)]
+    ctx = {"S": strs, "N": nums, "F": floats}
+    exprs = []
+    while len(exprs) < count:
+        a = f"S[{r.randrange(len(strs))}]"
+        k = r.randrange(16)
+        if k == 0:
+            e = f"{a}|truncate({r.randrange(3, 16)}, {r.choice(['false', 'true'])}, {r.choice(['...', '', '~', '[+]'])!r}, {r.randrange(0, 6)})"
+        elif k == 1:
+            e = f"{a}|{r.choice(['title', 'capitalize', 'upper', 'lower', 'wordcount', 'length', 'reverse', 'trim', 'striptags', 'urlencode', 'e', 'list', 'first', 'last'])}"
+        elif k == 2:
+            e = f"{a}|center({r.randrange(0, 20)})"
+        elif k == 3:
+            e = f"{a}|indent({r.choice(['2', '4', repr('> ')])}, {r.choice(['false', 'true'])}, {r.choice(['false', 'true'])})"
+        elif k == 4:
+            e = f"{a}|replace({r.choice(alphabet)!r}, {r.choice(['', '_', '<>'])!r}{r.choice(['', ', 1', ', 2', ', -1'])})"
+        elif k == 5:
+            e = f"{a}|trim({r.choice([repr(c) for c in ['-', ' ', 'a', '<>', 'é']])})"
+        elif k == 6:
+            e = f"N[{r.randrange(len(nums))}]|int({r.choice(['', '-1', '0, 16', '7, 8', 'base=2', '0, 0'])})"
+        elif k == 7:
+            e = f"N[{r.randrange(len(nums))}]|float({r.choice(['', '-1.5'])})"
+        elif k == 8:
+            f = f"F[{r.randrange(len(floats))}]"
+            method = r.choice(["", ", 'floor'", ", 'ceil'"])
+            e = f"{f}|round({r.randrange(0, 4)}{method})"
+        elif k == 9:
+            f = f"F[{r.randrange(len(floats))}]"
+            e = f"{r.choice(['%.2f', '%d', '%s', '%.0f', '%e', '%g', '%8.3f', '%-6d|', '%x'])!r}|format({f})"
+        elif k == 10:
+            e = f"F[{r.randrange(len(floats))}]{r.choice(['', '|abs', '|int', '|string', ' * 3', ' / 7', ' // 2', ' % 3'])}"
+        elif k == 11:
+            e = f"{a}.split({r.choice(['', repr(' '), repr('-'), repr(',')])})"
+        elif k == 12:
+            e = f"{a}|batch({r.randrange(1, 5)}, {r.choice(['none', repr('.')])})|list"
+        elif k == 13:
+            e = f"({a} ~ S[{r.randrange(len(strs))}])|{r.choice(['title', 'wordcount', 'striptags', 'length'])}"
+        elif k == 14:
+            e = f"{a}|tojson"
+        else:
+            method = r.choice(["upper()", "lower()", "strip()", "title()", "capitalize()",
+                               "startswith('a')", "replace(' ', '')"])
+            e = f"{a}.{method}"
+        exprs.append(e)
+    env, bad = jinja2.Environment(autoescape=True), []
+    for e in list(exprs):
+        try:
+            env.from_string("{{ " + e + " }}").render(**ctx)
+        except Exception:  # noqa: BLE001 — both must fail: a case of its own
+            exprs.remove(e)
+            bad.append(e)
+    out = [Case("generated", f"filters-error{j:02d}", {"f.html": "{{ " + e + " }}"}, "f.html", ctx, None)
+           for j, e in enumerate(bad[:20])]
+    for i in range(0, len(exprs), per_case):
+        ext = ("html", "txt")[(i // per_case) % 2]
+        src = "{% raw %}" + FUZZ_SEP + "{% endraw %}"
+        src = src.join("{{ " + e + " }}" for e in exprs[i:i + per_case])
+        out.append(Case("generated", f"filters{i:03d}", {f"f.{ext}": src}, f"f.{ext}", ctx, None))
+    return out
+
+
 BLOCK_SEP = "\n<<<< part >>>>\n"
 
 
@@ -539,6 +619,18 @@ def line_differences(case, a, b):
     return "".join(out[:12])
 
 
+def expr_differences(case, a, b):
+    """Generated filter expressions separated by FUZZ_SEP: the ones that differ."""
+    src = next(iter(case.templates.values()))
+    exprs = src.split("{% raw %}" + FUZZ_SEP + "{% endraw %}")
+    sep = FUZZ_SEP.encode()
+    ap, bp = a.split(sep), b.split(sep)
+    if len(ap) != len(bp) or len(ap) != len(exprs):
+        return f"\n    expected {show(a)}\n    got      {show(b)}"
+    return "".join(f"\n    {e}\n      expected {show(x)}\n      got      {show(y)}"
+                   for e, x, y in zip(exprs, ap, bp) if x != y)
+
+
 def part_differences(case, a, b):
     """Included templates separated by BLOCK_SEP: the ones that differ."""
     names = [n for n in case.templates if n != "batch.txt"]
@@ -597,6 +689,8 @@ def check_case(case, binary, jinja_only):
         if jk == "ok" and ck == "ok":
             if jv == cv:
                 return None
+            if case.name.startswith("filters") and FUZZ_SEP.encode() in jv:
+                return "output differs" + expr_differences(case, jv, cv)
             if case.render == "batch.txt":
                 return "output differs" + part_differences(case, jv, cv)
             if case.source == "generated" and jv.count(b"\n") > 1:
@@ -647,7 +741,7 @@ def main():
     for p in problems:
         print("corpus:", p)
     if not args.no_generated:
-        cases += generated_cases() + generated_block_cases()
+        cases += generated_cases() + generated_block_cases() + generated_filter_cases()
     if args.k:
         cases = [c for c in cases if args.k in c.label()]
 
