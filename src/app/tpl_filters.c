@@ -313,6 +313,14 @@ static int f_last(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwa
     NOARGS("last");
     if (in.kind != TV_ARRAY && in.kind != TV_STR && in.kind != TV_OBJECT && in.kind != TV_UNDEF)
         return tpl_error(rt, "'%s' object is not reversible", tu_type_name(in));
+    if (in.kind == TV_STR) {
+        /* reversed() indexes: a Markup's last character is Markup */
+        if (in.str.len == 0) {
+            *out = tv_undef("last");
+            return 0;
+        }
+        return tv_getitem(rt, in, tv_int(-1), out);
+    }
     tv *it;
     size_t n;
     if (tv_iterate(rt, in, &it, &n) < 0)

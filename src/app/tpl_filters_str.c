@@ -536,8 +536,18 @@ TU_FILTER(tf_truncate)
         *out = in;
         return 0;
     }
-    if (in.kind != TV_STR)
-        return tpl_error(rt, "object of type '%s' has no len()", tu_type_name(in));
+    if (in.kind != TV_STR) {
+        /* len() works on lists and dicts: short ones come back as they are;
+         * slicing and rsplit then fail on long ones, as in Jinja */
+        int64_t l;
+        if (tv_length(rt, in, &l) < 0)
+            return -1;
+        if (l <= length + leeway) {
+            *out = in;
+            return 0;
+        }
+        return tpl_error(rt, "'%s' object has no attribute 'rsplit'", tu_type_name(in));
+    }
     int64_t len = (int64_t)tu_cp_count(in.str.s, in.str.len);
     if (len <= length + leeway) {
         *out = in;

@@ -138,15 +138,23 @@ static int conv_number(tpl_rt *rt, tv v, char conv, bool want_int, tv *out)
     return tpl_error(rt, "%%%c format: a real number is required, not %s", conv, tu_type_name(v));
 }
 
+/* Python takes only a tuple as the arguments; a list is one argument (a
+ * "mapping" that may go unused). Tuple literals may reach here as lists
+ * (an engine that does not make them with tv_tuple), so a list is taken
+ * as a tuple too, except that it may go unused like Python's list. */
+#define TU_LIST_AS_TUPLE 1
+
 int tu_percent_format(tpl_rt *rt, tv fmt, tv args, tv *out)
 {
-    if (args.kind == TV_ARRAY) {
-        /* a tuple, and a list too (the engine may make tuple literals as
-         * lists): its items are the arguments */
+    if (args.kind == TV_ARRAY && (args.safe || TU_LIST_AS_TUPLE)) {
         tv *items;
         size_t n;
         if (tv_iterate(rt, args, &items, &n) < 0)
             return -1;
+        if (!args.safe && memchr(fmt.str.s, '%', fmt.str.len) == NULL) {
+            *out = fmt; /* '' % [1, 2] is '' */
+            return 0;
+        }
         return tu_percent_format_items(rt, fmt, items, n, NULL, out);
     }
     if (args.kind == TV_OBJECT)

@@ -277,9 +277,10 @@ int tv_slice(tpl_rt *rt, tv v, tv start, tv stop, tv step, tv *out)
         *out = tu_buf_value(&b, v.safe);
         return 0;
     }
-    /* Jinja's getitem turns the TypeError into an undefined */
-    *out = tv_undef("slice");
-    return 0;
+    /* Jinja compiles x[a:b] to a plain subscription: no undefined here */
+    if (v.kind == TV_OBJECT)
+        return tpl_error(rt, "unhashable type: 'slice'");
+    return tpl_error(rt, "'%s' object is not subscriptable", tu_type_name(v));
 }
 
 /* ---- len() and iteration ---------------------------------------------------- */
@@ -330,7 +331,7 @@ int tv_iterate(tpl_rt *rt, tv v, tv **items, size_t *n)
         for (size_t i = 0; i < v.str.len;) {
             size_t at = i;
             tu_next(v.str.s, v.str.len, &i);
-            it[k++] = tv_strn(v.str.s + at, i - at, v.safe);
+            it[k++] = tv_strn(v.str.s + at, i - at, false); /* iter(Markup) gives str */
         }
         /* each character borrows the string: NUL-terminate copies */
         for (size_t j = 0; j < k; j++)
