@@ -9,7 +9,8 @@ context, and must agree:
                 {"name": "...", "templates": {"page.html": "...", ...},
                  "render": "page.html", "context": {...}}
               with "error": true when both must fail, and optionally
-              "expect": "..." (Jinja's output, checked by --jinja-only)
+              "expect": "..." (Jinja's output, checked by --jinja-only) and
+              "note": "..." (why the case is there, for readers)
   generated   the same on every run (seeded), batched so that a run of
               carafe-render renders many (the differing ones are shown):
               1200 expressions from a typed grammar (literals, arithmetic,
@@ -28,17 +29,22 @@ context, and must agree:
 A case passes when the output bytes are equal (stdout against Jinja's
 rendering encoded as UTF-8), or when both fail; when Jinja's failure is a
 TemplateSyntaxError the line in carafe-render's "file:LINE:" must be Jinja's
-e.lineno. Failures in files named nice_to_have*.json are printed as warnings
-and do not fail the test (features the engine need not have).
+e.lineno (and the file Jinja's). A sanitizer report, another exit status or
+a run over 10 s is a failure. Failures in files named nice_to_have*.json are
+printed as warnings and do not fail the test (features the engine need not
+have, limits it documents, Jinja artefacts such as its constant folding of
+`'<b>'|safe ~ 1` to a plain str). Each failure prints the case, its
+templates and context, and Jinja's output against carafe-render's.
 
 Run:
   python3 tests/integration/test_templates.py            # CF_BUILD_DIR/tools/carafe-render
   python3 tests/integration/test_templates.py --render build/tools/carafe-render
   python3 tests/integration/test_templates.py --jinja-only   # validate the corpus
   ... -k NAME   only the cases whose name contains NAME;  -v  list every case
-(under CTest: CF_BUILD_DIR and CF_SOURCE_DIR come from the environment; the
-default binary is /work/wt-tpl/build/tools/carafe-render when CF_BUILD_DIR
-is not set). A missing carafe-render is a failure, never a skip.
+(under CTest: CF_BUILD_DIR and CF_SOURCE_DIR come from the environment;
+without CF_BUILD_DIR the binary is <source>/build/tools/carafe-render).
+A missing carafe-render is a failure, never a skip. About 20-40 s under an
+ASan build with 2 workers.
 """
 import argparse
 import concurrent.futures
@@ -722,7 +728,7 @@ def check_case(case, binary, jinja_only):
 def find_binary(arg):
     if arg:
         return arg
-    build = os.environ.get("CF_BUILD_DIR") or "/work/wt-tpl/build"
+    build = os.environ.get("CF_BUILD_DIR") or os.path.join(SOURCE_DIR, "build")
     return os.path.join(build, "tools", "carafe-render")
 
 
