@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unictype.h>
 
 static int soft_str(tpl_rt *rt, tv v, tv *out) { return tv_to_str(rt, v, out); }
 
@@ -28,11 +29,34 @@ static bool ascii_ieq(const char *s, size_t n, const char *w)
     return true;
 }
 
+/* s with every Unicode decimal digit (Nd: '٣', '１') as its ASCII digit,
+ * as int() and float() read them */
+static tv ascii_digits(tpl_rt *rt, tv s)
+{
+    bool ascii = true;
+    for (size_t i = 0; i < s.str.len; i++)
+        ascii = ascii && !((unsigned char)s.str.s[i] & 0x80);
+    if (ascii)
+        return s;
+    tpl_buf b;
+    tpl_buf_init(&b, rt);
+    for (size_t i = 0; i < s.str.len;) {
+        size_t at = i;
+        uint32_t c = tu_next(s.str.s, s.str.len, &i);
+        int d = c >= 0x80 && c < 0x110000 ? uc_decimal_value(c) : -1;
+        if (d >= 0)
+            tpl_buf_putc(&b, (char)('0' + d));
+        else
+            tpl_buf_put(&b, s.str.s + at, i - at);
+    }
+    return tu_buf_value(&b, false);
+}
+
 /* Python's float(str): whitespace around, a sign, digits with single '_'
  * between them, '.', an exponent, or inf/infinity/nan. */
 static bool parse_py_float(tpl_rt *rt, tv s, double *out)
 {
-    tv t = tu_strip(rt, s, NULL, true, true);
+    tv t = ascii_digits(rt, tu_strip(rt, s, NULL, true, true));
     const char *p = t.str.s;
     size_t n = t.str.len;
     if (n == 0 || memchr(p, 0, n))
@@ -90,7 +114,7 @@ static int parse_py_int(tpl_rt *rt, tv s, int64_t base, int64_t *out, bool *ok)
     *ok = false;
     if (base != 0 && (base < 2 || base > 36))
         return 0;
-    tv t = tu_strip(rt, s, NULL, true, true);
+    tv t = ascii_digits(rt, tu_strip(rt, s, NULL, true, true));
     const char *p = t.str.s;
     size_t n = t.str.len, i = 0;
     bool neg = false;

@@ -100,6 +100,23 @@ int tv_getattr(tpl_rt *rt, tv v, const char *name, tv *out)
     }
     if (method_of(rt, v, name, out))
         return 0;
+    /* the data attributes of numbers: 1.real, x.imag, ... */
+    if (v.kind == TV_INT || v.kind == TV_BOOL || v.kind == TV_FLOAT) {
+        bool f = v.kind == TV_FLOAT;
+        int64_t i = v.kind == TV_BOOL ? v.b : v.i;
+        if (strcmp(name, "real") == 0) {
+            *out = f ? v : tv_int(i);
+            return 0;
+        }
+        if (strcmp(name, "imag") == 0) {
+            *out = f ? tv_float(0.0) : tv_int(0);
+            return 0;
+        }
+        if (!f && (strcmp(name, "numerator") == 0 || strcmp(name, "denominator") == 0)) {
+            *out = tv_int(name[0] == 'n' ? i : 1);
+            return 0;
+        }
+    }
     /* groupby's (grouper, list) pairs are 2-item lists here: give them
      * the namedtuple's field names */
     if (v.kind == TV_ARRAY && v.safe && json_array_size(v.json) == 2 &&
