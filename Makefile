@@ -36,8 +36,9 @@ build: deps
 run: build
 	PORT=$(PORT) $(BUILD)/examples/seeds
 
-# The whole suite: optimized build, then ASan+UBSan build, then the three
-# fuzzers (the HTTP parser; the app pipeline; the multipart parser) for
+# The whole suite: optimized build, then ASan+UBSan build, then the four
+# fuzzers (the HTTP parser; the app pipeline; the multipart parser; the
+# template engine) for
 # $(FUZZ_SECONDS) seconds each.
 test: test-release test-asan fuzz
 
@@ -54,14 +55,16 @@ test-asan: test-deps
 
 fuzz: test-deps
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCF_FUZZ=ON -DCF_WERROR=ON
-	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_parser fuzz_app fuzz_multipart
-	mkdir -p $(FUZZ_BUILD)/corpus $(FUZZ_BUILD)/corpus_app $(FUZZ_BUILD)/corpus_multipart
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_parser fuzz_app fuzz_multipart fuzz_template
+	mkdir -p $(FUZZ_BUILD)/corpus $(FUZZ_BUILD)/corpus_app $(FUZZ_BUILD)/corpus_multipart $(FUZZ_BUILD)/corpus_template
 	$(FUZZ_BUILD)/tests/fuzz_parser -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  $(FUZZ_BUILD)/corpus tests/fuzz/corpus_parser
 	$(FUZZ_BUILD)/tests/fuzz_app -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  $(FUZZ_BUILD)/corpus_app tests/fuzz/corpus_app
 	$(FUZZ_BUILD)/tests/fuzz_multipart -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  $(FUZZ_BUILD)/corpus_multipart tests/fuzz/corpus_multipart
+	$(FUZZ_BUILD)/tests/fuzz_template -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  $(FUZZ_BUILD)/corpus_template tests/fuzz/corpus_template
 
 install: build
 	cmake --install $(BUILD)

@@ -16,7 +16,8 @@
 #define TPL_MAX_NEST 100            /* parser: nested blocks, brackets, tree height */
 #define TPL_MAX_DEPTH 100           /* render: nested includes, macro calls, blocks */
 #define TPL_MAX_OUTPUT (64u << 20)  /* bytes in any one output buffer */
-#define TPL_MAX_MEMORY (512u << 20) /* bytes one render may allocate */
+#define TPL_MAX_MEMORY (256u << 20) /* bytes one render may allocate */
+#define TPL_RANGE_ITEM_STEPS 4      /* a range() item costs as much (JSON memory) */
 #define TPL_MAX_STEPS 10000000u     /* loop iterations and calls per render */
 #define TPL_MAX_RANGE 100000        /* items range() makes */
 /* Stack one render may use below its entry: the server runs it on 64 KiB

@@ -382,6 +382,9 @@ static tpl_node *parse_postfix(tpl_parser *p, tpl_node *n)
             } else if (count == 1) {
                 n = tp_mk(p, N_GETITEM, t->line, n, head);
             } else {
+                for (const tpl_node *x = head; x; x = x->next)
+                    if (x->kind == N_SLICE)
+                        return TP_FAIL(p, t, "a slice in a tuple subscript is not supported");
                 tpl_node *tup = tp_node(p, N_TUPLE, t->line);
                 tup->args = head;
                 n = tp_mk(p, N_GETITEM, t->line, n, tp_seal(p, tup));

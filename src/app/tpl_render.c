@@ -102,6 +102,10 @@ static int range_call(tpl_rt *rt, void *ptr, const tv *args, size_t nargs, const
     if (count > TPL_MAX_RANGE)
         return tpl_error(rt, "Range too big. The sandbox blocks ranges larger than MAX_RANGE (%d).",
                          TPL_MAX_RANGE);
+    /* each item counts as a step: a loop of ranges must not eat memory */
+    rt->steps += count > 0 ? (size_t)count * TPL_RANGE_ITEM_STEPS : 0;
+    if (tpl_rt_step(rt))
+        return -1;
     json_t *a = tpl_keep(rt, json_array());
     for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
         json_array_append_new(a, json_integer(i));

@@ -34,7 +34,7 @@ void *tpl_alloc(tpl_rt *rt, size_t n)
 {
     rt->allocated += n;
     if (rt->allocated > TPL_MAX_MEMORY && !rt->failed)
-        tpl_error(rt, "the render uses too much memory");
+        tpl_error(rt, "the render uses too much memory (more than %u MiB)", TPL_MAX_MEMORY >> 20);
     void *p = cf_arena_alloc(rt->arena, n);
     if (!p)
         abort();
@@ -134,7 +134,11 @@ static bool grow(tpl_buf *b, size_t add)
     size_t cap = b->cap ? b->cap * 2 : 256;
     while (cap <= b->len + add)
         cap *= 2;
-    b->rt->allocated += cap - b->cap;
+    b->rt->allocated += cap; /* the old block stays in the arena when moved */
+    if (b->rt->allocated > TPL_MAX_MEMORY) {
+        tpl_error(b->rt, "the render uses too much memory (more than %u MiB)", TPL_MAX_MEMORY >> 20);
+        return false;
+    }
     char *d = cf_arena_realloc(b->rt->arena, b->data, b->cap, cap);
     if (!d)
         abort();
