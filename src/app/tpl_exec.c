@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#define HELPER static __attribute__((noinline)) int
+
 static tv opaque(const tpl_opaque_type *type, void *ptr)
 {
     tv v = {.kind = TV_OPAQUE};
@@ -75,26 +77,20 @@ typedef struct tpl_macro {
     bool autoescape;
 } tpl_macro;
 
-static int macro_call(tpl_rt *rt, void *ptr, const tv *args, size_t nargs, const tpl_kwarg *kw, size_t nkw,
-                      tv *out)
+/* The call's arguments into the macro's scope, as Jinja's Macro does:
+ * positional, then keywords, then defaults (evaluated now, in the macro's
+ * scope); extra ones go to varargs/kwargs/caller when the body uses them. */
+HELPER bind_args(tpl_rt *rt, const tpl_macro *m, tpl_ctx *c, const tv *args, size_t nargs,
+                 const tpl_kwarg *kw, size_t nkw)
 {
-    tpl_macro *m = ptr;
     const tpl_env *env = rt->env;
-    if (tpl_rt_enter(rt))
-        return -1;
-    tpl_scope *scope = tpl_scope_new(rt, m->closure, NULL);
-    tpl_ctx c = {.scope = scope, .ts = m->ts, .tpl = m->tpl};
-    const char *saved_name = rt->tname;
-    bool saved_ae = rt->autoescape;
-    int saved_line = rt->line;
-    rt->tname = m->tpl->name;
-    rt->autoescape = m->autoescape;
-    int rc = 0;
+    tpl_scope *scope = c->scope;
+    const char *mname = m->node->name ? m->node->name : "caller";
     size_t i = 0;
     bool *used = nkw ? tpl_alloc(rt, nkw) : NULL;
     if (nkw)
         memset(used, 0, nkw);
-    for (const tpl_node *p = m->node->args; p && !rc; p = p->next, i++) {
+    for (const tpl_node *p = m->node->args; p; p = p->next, i++) {
         tv v;
         bool have = false;
         if (i < nargs) {
@@ -103,35 +99,31 @@ static int macro_call(tpl_rt *rt, void *ptr, const tv *args, size_t nargs, const
         }
         for (size_t k = 0; k < nkw; k++)
             if (kw[k].name == p->name || strcmp(kw[k].name, p->name) == 0) {
-                if (have) {
-                    rc = tpl_error(rt, "macro '%s' got multiple values for argument '%s'",
-                                   m->node->name ? m->node->name : "caller", p->name);
-                    break;
-                }
+                if (have)
+                    return tpl_error(rt, "macro '%s' got multiple values for argument '%s'", mname, p->name);
                 v = kw[k].value;
                 used[k] = have = true;
             }
-        if (!have && p->a)
-            rc = tpl_eval(rt, &c, p->a, &v);
-        else if (!have)
+        if (!have && p->a) {
+            if (tpl_eval(rt, c, p->a, &v))
+                return -1;
+        } else if (!have) {
             v = tv_undef(p->name);
-        if (!rc)
-            tpl_scope_set(rt, scope, p->name, v);
+        }
+        tpl_scope_set(rt, scope, p->name, v);
     }
-    /* what no parameter took: varargs, kwargs and caller, as Jinja's Macro */
-    const char *mname = m->node->name ? m->node->name : "caller";
     uint16_t fl = m->node->flags;
     size_t nparams = i;
     json_t *va = NULL, *kwa = NULL;
-    if (!rc && nargs > nparams) {
+    if (nargs > nparams) {
         if (!(fl & NF_VARARGS))
-            rc = tpl_error(rt, "macro '%s' takes not more than %zu argument(s)", mname, nparams);
+            return tpl_error(rt, "macro '%s' takes not more than %zu argument(s)", mname, nparams);
         va = tpl_keep(rt, json_array());
-        for (; !rc && i < nargs; i++)
+        for (; i < nargs; i++)
             json_array_append(va, tv_to_json(rt, args[i]));
     }
     bool have_caller = false;
-    for (size_t k = 0; !rc && k < nkw; k++) {
+    for (size_t k = 0; k < nkw; k++) {
         if (used[k])
             continue;
         bool is_caller = kw[k].name == env->n_caller || !strcmp(kw[k].name, "caller");
@@ -143,24 +135,39 @@ static int macro_call(tpl_rt *rt, void *ptr, const tv *args, size_t nargs, const
                 kwa = tpl_keep(rt, json_object());
             json_object_set(kwa, kw[k].name, tv_to_json(rt, kw[k].value));
         } else if (is_caller) {
-            rc = tpl_error(rt, "macro '%s' was invoked with two values for the special caller argument."
-                               " This is most likely a bug.", mname);
+            return tpl_error(rt, "macro '%s' was invoked with two values for the special caller argument."
+                                 " This is most likely a bug.", mname);
         } else {
-            rc = tpl_error(rt, "macro '%s' takes no keyword argument '%s'", mname, kw[k].name);
+            return tpl_error(rt, "macro '%s' takes no keyword argument '%s'", mname, kw[k].name);
         }
     }
-    if (!rc) {
-        if (fl & NF_CALLER && !have_caller)
-            tpl_scope_set(rt, scope, env->n_caller, tv_undef("caller"));
-        if (fl & NF_VARARGS)
-            tpl_scope_set(rt, scope, env->n_varargs, tv_from_json(va ? va : tpl_keep(rt, json_array())));
-        if (fl & NF_KWARGS)
-            tpl_scope_set(rt, scope, env->n_kwargs, tv_from_json(kwa ? kwa : tpl_keep(rt, json_object())));
+    if (fl & NF_CALLER && !have_caller)
+        tpl_scope_set(rt, scope, env->n_caller, tv_undef("caller"));
+    if (fl & NF_VARARGS)
+        tpl_scope_set(rt, scope, env->n_varargs, tv_from_json(va ? va : tpl_keep(rt, json_array())));
+    if (fl & NF_KWARGS)
+        tpl_scope_set(rt, scope, env->n_kwargs, tv_from_json(kwa ? kwa : tpl_keep(rt, json_object())));
+    return rt->failed ? -1 : 0;
+}
+
+static int macro_call(tpl_rt *rt, void *ptr, const tv *args, size_t nargs, const tpl_kwarg *kw, size_t nkw,
+                      tv *out)
+{
+    tpl_macro *m = ptr;
+    if (tpl_rt_enter(rt))
+        return -1;
+    tpl_ctx c = {.scope = tpl_scope_new(rt, m->closure, NULL), .ts = m->ts, .tpl = m->tpl};
+    const char *saved_name = rt->tname;
+    bool saved_ae = rt->autoescape;
+    int saved_line = rt->line;
+    rt->tname = m->tpl->name;
+    rt->autoescape = m->autoescape;
+    int rc = bind_args(rt, m, &c, args, nargs, kw, nkw);
+    if (!rc)
         rc = capture(rt, &c, m->node->body, out);
-        /* Markup when the caller autoescapes (Jinja decides at the call) */
-        if (!rc)
-            out->safe = saved_ae;
-    }
+    /* Markup when the caller autoescapes (Jinja decides at the call) */
+    if (!rc)
+        out->safe = saved_ae;
     rt->tname = saved_name;
     rt->autoescape = saved_ae;
     rt->line = saved_line;
@@ -180,7 +187,7 @@ static int macro_getattr(tpl_rt *rt, void *ptr, const char *name, tv *out)
 
 static const tpl_opaque_type macro_type = {.name = "Macro", .getattr = macro_getattr, .call = macro_call};
 
-static tv make_macro(tpl_rt *rt, tpl_ctx *c, const tpl_node *n)
+static __attribute__((noinline)) tv make_macro(tpl_rt *rt, tpl_ctx *c, const tpl_node *n)
 {
     tpl_macro *m = tpl_alloc(rt, sizeof *m);
     m->node = n;
@@ -341,7 +348,7 @@ static int run_loop(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *items, size_t
     return 0;
 }
 
-static int exec_for(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *out)
+HELPER exec_for(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *out)
 {
     tv v, *items;
     size_t count;
@@ -586,7 +593,7 @@ static int import_module(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_module *
 
 /* ---- statements ------------------------------------------------------------------- */
 
-static int exec_call_block(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *out)
+HELPER exec_call_block(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *out)
 {
     tv caller = make_macro(rt, c, n), v;
     if (tpl_eval_call(rt, c, n->a, &caller, &v))
@@ -594,7 +601,7 @@ static int exec_call_block(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *o
     return tv_output(rt, out, v);
 }
 
-static int exec_filter_block(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *out)
+HELPER exec_filter_block(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *out)
 {
     tv body, v;
     if (capture(rt, c, n->body, &body))
@@ -606,7 +613,7 @@ static int exec_filter_block(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf 
     return tv_output(rt, out, v);
 }
 
-static int exec_set_block(tpl_rt *rt, tpl_ctx *c, const tpl_node *n)
+HELPER exec_set_block(tpl_rt *rt, tpl_ctx *c, const tpl_node *n)
 {
     tv body, v;
     if (capture(rt, c, n->body, &body))
@@ -621,7 +628,7 @@ static int exec_set_block(tpl_rt *rt, tpl_ctx *c, const tpl_node *n)
     return assign(rt, c, c->scope, n->target, v);
 }
 
-static int exec_with(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *out)
+HELPER exec_with(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *out)
 {
     tpl_scope *scope = tpl_scope_new(rt, c->scope, NULL);
     tpl_ctx inner = *c;
@@ -634,94 +641,118 @@ static int exec_with(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *out)
     return tpl_render_list(rt, &inner, n->body, out);
 }
 
-int tpl_render_stmt(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *out)
+HELPER exec_output(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *out)
 {
     tv v;
+    if (tpl_eval(rt, c, n->a, &v))
+        return -1;
+    rt->line = n->line;
+    return tv_output(rt, out, v);
+}
+
+HELPER exec_if(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *out)
+{
+    tv v;
+    if (tpl_eval(rt, c, n->a, &v))
+        return -1;
+    return tpl_render_list(rt, c, tv_truthy(v) ? n->body : n->orelse, out);
+}
+
+HELPER exec_set(tpl_rt *rt, tpl_ctx *c, const tpl_node *n)
+{
+    tv v;
+    if (tpl_eval(rt, c, n->a, &v))
+        return -1;
+    return assign(rt, c, c->scope, n->target, v);
+}
+
+HELPER exec_block(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *out)
+{
+    tpl_bchain *b = find_chain(c->ts, n->name);
+    if (!b)
+        return tpl_error(rt, "block '%s' not found", n->name);
+    return render_block_item(rt, c->ts, (n->flags & NF_SCOPED) ? c->scope : NULL, b, b->first, out);
+}
+
+HELPER exec_extends(tpl_rt *rt, tpl_ctx *c, const tpl_node *n)
+{
+    const tpl_template *t;
+    if (c->ts->parent)
+        return tpl_error(rt, "extended multiple times");
+    if (find_template(rt, c, n->a, false, &t))
+        return -1;
+    c->ts->parent = t;
+    return 0;
+}
+
+HELPER exec_include(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *out)
+{
+    const tpl_template *t;
+    if (find_template(rt, c, n->a, n->flags & NF_IGNORE_MISSING, &t))
+        return -1;
+    if (!t)
+        return 0;
+    tpl_scope *scope = tpl_scope_new(rt, (n->flags & NF_WITH_CONTEXT) ? c->scope : NULL, NULL);
+    tpl_scope_set(rt, scope, rt->env->n_loop, tv_undef("loop")); /* Jinja keeps loop out */
+    return tpl_render_template(rt, t, scope, out, NULL);
+}
+
+HELPER exec_import(tpl_rt *rt, tpl_ctx *c, const tpl_node *n)
+{
+    tpl_module *m;
+    if (import_module(rt, c, n, &m))
+        return -1;
+    if (n->kind == S_IMPORT) {
+        tpl_scope_set(rt, c->scope, n->alias, opaque(&module_type, m));
+        return 0;
+    }
+    for (const tpl_node *x = n->args; x; x = x->next) {
+        tv v;
+        if (module_getattr(rt, m, x->name, &v))
+            return -1;
+        tpl_scope_set(rt, c->scope, x->alias, v);
+    }
+    return 0;
+}
+
+HELPER exec_autoescape(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *out)
+{
+    tv v;
+    if (tpl_eval(rt, c, n->a, &v))
+        return -1;
+    bool saved = rt->autoescape;
+    rt->autoescape = tv_truthy(v);
+    int rc = tpl_render_list(rt, c, n->body, out);
+    rt->autoescape = saved;
+    return rc;
+}
+
+/* A dispatch without locals of its own, like tpl_eval. */
+int tpl_render_stmt(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tpl_buf *out)
+{
     rt->line = n->line;
     switch (n->kind) {
     case S_DATA:
         tpl_buf_put(out, n->name, n->len);
         return rt->failed ? -1 : 0;
-    case S_OUTPUT:
-        if (tpl_eval(rt, c, n->a, &v))
-            return -1;
-        rt->line = n->line;
-        return tv_output(rt, out, v);
-    case S_IF:
-        if (tpl_eval(rt, c, n->a, &v))
-            return -1;
-        return tpl_render_list(rt, c, tv_truthy(v) ? n->body : n->orelse, out);
-    case S_FOR:
-        return exec_for(rt, c, n, out);
-    case S_SET:
-        if (tpl_eval(rt, c, n->a, &v))
-            return -1;
-        return assign(rt, c, c->scope, n->target, v);
-    case S_SETBLOCK:
-        return exec_set_block(rt, c, n);
-    case S_BLOCK: {
-        tpl_bchain *b = find_chain(c->ts, n->name);
-        if (!b)
-            return tpl_error(rt, "block '%s' not found", n->name);
-        return render_block_item(rt, c->ts, (n->flags & NF_SCOPED) ? c->scope : NULL, b, b->first, out);
-    }
-    case S_EXTENDS: {
-        const tpl_template *t;
-        if (c->ts->parent)
-            return tpl_error(rt, "extended multiple times");
-        if (find_template(rt, c, n->a, false, &t))
-            return -1;
-        c->ts->parent = t;
-        return 0;
-    }
-    case S_INCLUDE: {
-        const tpl_template *t;
-        if (find_template(rt, c, n->a, n->flags & NF_IGNORE_MISSING, &t))
-            return -1;
-        if (!t)
-            return 0;
-        tpl_scope *scope = tpl_scope_new(rt, (n->flags & NF_WITH_CONTEXT) ? c->scope : NULL, NULL);
-        tpl_scope_set(rt, scope, rt->env->n_loop, tv_undef("loop")); /* Jinja keeps loop out */
-        return tpl_render_template(rt, t, scope, out, NULL);
-    }
-    case S_IMPORT: {
-        tpl_module *m;
-        if (import_module(rt, c, n, &m))
-            return -1;
-        tpl_scope_set(rt, c->scope, n->alias, opaque(&module_type, m));
-        return 0;
-    }
-    case S_FROM: {
-        tpl_module *m;
-        if (import_module(rt, c, n, &m))
-            return -1;
-        for (const tpl_node *x = n->args; x; x = x->next) {
-            if (module_getattr(rt, m, x->name, &v))
-                return -1;
-            tpl_scope_set(rt, c->scope, x->alias, v);
-        }
-        return 0;
-    }
+    case S_OUTPUT: return exec_output(rt, c, n, out);
+    case S_IF: return exec_if(rt, c, n, out);
+    case S_FOR: return exec_for(rt, c, n, out);
+    case S_SET: return exec_set(rt, c, n);
+    case S_SETBLOCK: return exec_set_block(rt, c, n);
+    case S_BLOCK: return exec_block(rt, c, n, out);
+    case S_EXTENDS: return exec_extends(rt, c, n);
+    case S_INCLUDE: return exec_include(rt, c, n, out);
+    case S_IMPORT:
+    case S_FROM: return exec_import(rt, c, n);
     case S_MACRO:
         tpl_scope_set(rt, c->scope, n->name, make_macro(rt, c, n));
         return 0;
-    case S_CALLBLOCK:
-        return exec_call_block(rt, c, n, out);
-    case S_FILTERBLOCK:
-        return exec_filter_block(rt, c, n, out);
-    case S_AUTOESCAPE: {
-        if (tpl_eval(rt, c, n->a, &v))
-            return -1;
-        bool saved = rt->autoescape;
-        rt->autoescape = tv_truthy(v);
-        int rc = tpl_render_list(rt, c, n->body, out);
-        rt->autoescape = saved;
-        return rc;
-    }
-    case S_WITH:
-        return exec_with(rt, c, n, out);
-    default:
-        return tpl_error(rt, "cannot run this statement");
+    case S_CALLBLOCK: return exec_call_block(rt, c, n, out);
+    case S_FILTERBLOCK: return exec_filter_block(rt, c, n, out);
+    case S_AUTOESCAPE: return exec_autoescape(rt, c, n, out);
+    case S_WITH: return exec_with(rt, c, n, out);
+    default: return tpl_error(rt, "cannot run this statement");
     }
 }
 

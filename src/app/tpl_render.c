@@ -305,7 +305,7 @@ static bool builtin(tpl_rt *rt, tpl_ctx *c, const char *name, tv *out)
     return true;
 }
 
-static int lookup(tpl_rt *rt, tpl_ctx *c, const char *name, tv *out)
+static __attribute__((noinline)) int lookup(tpl_rt *rt, tpl_ctx *c, const char *name, tv *out)
 {
     for (const tpl_scope *s = c->scope; s; s = s->parent) {
         if (tpl_scope_get_own(s, name, out))
@@ -416,7 +416,7 @@ int tpl_eval_call(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, const tv *caller, t
     return tpl_call_value(rt, fn, args, n->nargs, kw, nkw, out);
 }
 
-static int eval_filter(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
+static __attribute__((noinline)) int eval_filter(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
 {
     tv in;
     if (n->a->flags & NF_PLACEHOLDER)
@@ -435,7 +435,7 @@ static int eval_filter(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
     return n->filter(rt, in, args, n->nargs, kw, n->nkw, out);
 }
 
-static int eval_test(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
+static __attribute__((noinline)) int eval_test(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
 {
     tv in;
     if (tpl_eval(rt, c, n->a, &in))
@@ -456,7 +456,7 @@ static int eval_test(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
     return 0;
 }
 
-static int eval_compare(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
+static __attribute__((noinline)) int eval_compare(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
 {
     tv left, right;
     if (tpl_eval(rt, c, n->a, &left))
@@ -474,7 +474,7 @@ static int eval_compare(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
     return 0;
 }
 
-static int eval_slice(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
+static __attribute__((noinline)) int eval_slice(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
 {
     tv v, parts[3] = {tv_none(), tv_none(), tv_none()};
     const tpl_node *exprs[3] = {n->b, n->c, n->args};
@@ -487,7 +487,7 @@ static int eval_slice(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
     return tv_slice(rt, v, parts[0], parts[1], parts[2], out);
 }
 
-static int eval_getitem(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
+static __attribute__((noinline)) int eval_getitem(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
 {
     tv v, key;
     if (tpl_eval(rt, c, n->a, &v) || tpl_eval(rt, c, n->b, &key))
@@ -502,7 +502,7 @@ static int eval_getitem(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
     return tv_getitem(rt, v, key, out);
 }
 
-static int eval_literal(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
+static __attribute__((noinline)) int eval_literal(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
 {
     bool dict = n->kind == N_DICT;
     json_t *j = tpl_keep(rt, dict ? json_object() : json_array());
@@ -533,10 +533,68 @@ static int eval_literal(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
     return 0;
 }
 
-/* Kept small: its frame is on the stack once per level of an expression. */
-int tpl_eval(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
+#define HELPER static __attribute__((noinline)) int
+
+HELPER eval_getattr(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
+{
+    tv a;
+    if (tpl_eval(rt, c, n->a, &a))
+        return -1;
+    rt->line = n->line;
+    return get_attr(rt, a, n->name, out);
+}
+
+HELPER eval_unary(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
+{
+    tv a;
+    if (tpl_eval(rt, c, n->a, &a))
+        return -1;
+    rt->line = n->line;
+    if (n->kind == N_NOT) {
+        *out = tv_bool(!tv_truthy(a));
+        return 0;
+    }
+    return tv_binop(rt, n->kind == N_NEG ? TV_NEG : TV_POS, a, a, out);
+}
+
+/* Python's and/or: the deciding operand itself */
+HELPER eval_logic(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
+{
+    if (tpl_eval(rt, c, n->a, out))
+        return -1;
+    if (tv_truthy(*out) == (n->kind == N_OR))
+        return 0;
+    return tpl_eval(rt, c, n->b, out);
+}
+
+HELPER eval_binop(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
 {
     tv a, b;
+    if (tpl_eval(rt, c, n->a, &a) || tpl_eval(rt, c, n->b, &b))
+        return -1;
+    rt->line = n->line;
+    return tv_binop(rt, (tv_op)n->op, a, b, out);
+}
+
+HELPER eval_cond(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
+{
+    tv a;
+    if (tpl_eval(rt, c, n->a, &a))
+        return -1;
+    if (tv_truthy(a))
+        return tpl_eval(rt, c, n->b, out);
+    if (n->c)
+        return tpl_eval(rt, c, n->c, out);
+    *out = tv_undef("the inline if expression's else");
+    return 0;
+}
+
+HELPER eval_call(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out) { return tpl_eval_call(rt, c, n, NULL, out); }
+
+/* A dispatch without locals of its own (the helpers are not inlined):
+ * its frame is on the stack once per level of an expression. */
+int tpl_eval(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
+{
     switch (n->kind) {
     case N_CONST:
         *out = n->value;
@@ -548,70 +606,27 @@ int tpl_eval(tpl_rt *rt, tpl_ctx *c, const tpl_node *n, tv *out)
     }
     if (tpl_rt_check_stack(rt))
         return -1;
-    int rc = 0;
     rt->line = n->line;
     switch (n->kind) {
-    case N_GETATTR:
-        rc = tpl_eval(rt, c, n->a, &a);
-        if (!rc) {
-            rt->line = n->line;
-            rc = get_attr(rt, a, n->name, out);
-        }
-        break;
-    case N_GETITEM: rc = eval_getitem(rt, c, n, out); break;
-    case N_SLICE: rc = eval_slice(rt, c, n, out); break;
-    case N_CALL: rc = tpl_eval_call(rt, c, n, NULL, out); break;
-    case N_FILTER: rc = eval_filter(rt, c, n, out); break;
-    case N_TEST: rc = eval_test(rt, c, n, out); break;
+    case N_GETATTR: return eval_getattr(rt, c, n, out);
+    case N_GETITEM: return eval_getitem(rt, c, n, out);
+    case N_SLICE: return eval_slice(rt, c, n, out);
+    case N_CALL: return eval_call(rt, c, n, out);
+    case N_FILTER: return eval_filter(rt, c, n, out);
+    case N_TEST: return eval_test(rt, c, n, out);
     case N_NOT:
-        rc = tpl_eval(rt, c, n->a, &a);
-        *out = tv_bool(!rc && !tv_truthy(a));
-        break;
     case N_NEG:
-    case N_POS:
-        rc = tpl_eval(rt, c, n->a, &a);
-        if (!rc) {
-            rt->line = n->line;
-            rc = tv_binop(rt, n->kind == N_NEG ? TV_NEG : TV_POS, a, a, out);
-        }
-        break;
+    case N_POS: return eval_unary(rt, c, n, out);
     case N_AND:
-    case N_OR:
-        rc = tpl_eval(rt, c, n->a, &a);
-        if (!rc) {
-            if (tv_truthy(a) == (n->kind == N_OR))
-                *out = a;
-            else
-                rc = tpl_eval(rt, c, n->b, out);
-        }
-        break;
-    case N_BINOP:
-        rc = tpl_eval(rt, c, n->a, &a);
-        if (!rc)
-            rc = tpl_eval(rt, c, n->b, &b);
-        if (!rc) {
-            rt->line = n->line;
-            rc = tv_binop(rt, (tv_op)n->op, a, b, out);
-        }
-        break;
-    case N_COMPARE: rc = eval_compare(rt, c, n, out); break;
-    case N_COND:
-        rc = tpl_eval(rt, c, n->a, &a);
-        if (!rc) {
-            if (tv_truthy(a))
-                rc = tpl_eval(rt, c, n->b, out);
-            else if (n->c)
-                rc = tpl_eval(rt, c, n->c, out);
-            else
-                *out = tv_undef("the inline if expression's else");
-        }
-        break;
+    case N_OR: return eval_logic(rt, c, n, out);
+    case N_BINOP: return eval_binop(rt, c, n, out);
+    case N_COMPARE: return eval_compare(rt, c, n, out);
+    case N_COND: return eval_cond(rt, c, n, out);
     case N_LIST:
     case N_TUPLE:
-    case N_DICT: rc = eval_literal(rt, c, n, out); break;
-    default: rc = tpl_error(rt, "cannot evaluate this expression");
+    case N_DICT: return eval_literal(rt, c, n, out);
+    default: return tpl_error(rt, "cannot evaluate this expression");
     }
-    return rc ? -1 : rt->failed ? -1 : 0;
 }
 
 /* ---- assignment helpers used by statements ----------------------------------- */
