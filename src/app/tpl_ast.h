@@ -200,8 +200,10 @@ const tpl_reg *tpl_env_find_reg(const tpl_env *env, bool filter, const char *nam
 /* Keep a JSON value made at compile time until the env is freed. */
 void tpl_env_keep(tpl_env *env, json_t *j);
 
-/* Parse toks into t (name already set). 0, or -1 with *line, *col, msg. */
-int tpl_parse(tpl_env *env, tpl_template *t, const tpl_toks *toks, int *line, int *col,
+/* Parse toks into t (name already set). 0, or -1 with *line, *col, msg.
+ * lex_failed: the lexer failed where toks end; 1 when its error stands
+ * (the parser met none before). */
+int tpl_parse(tpl_env *env, tpl_template *t, const tpl_toks *toks, bool lex_failed, int *line, int *col,
               char *msg, size_t cap);
 
 
@@ -214,6 +216,7 @@ typedef struct tpl_parser {
     size_t n, i;
     int depth;
     bool failed, soft;
+    size_t fail_index; /* the token the parser failed at */
     unsigned uses; /* NF_VARARGS, NF_KWARGS, NF_CALLER seen in the macro body being parsed */
     char *msg;
     size_t cap;

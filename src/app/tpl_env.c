@@ -209,8 +209,8 @@ static int add_template(tpl_env *env, const char *name, const char *shown, const
     char msg[700];
     msg[0] = 0;
     int rc = tpl_lex(env, text, n, &toks, &line, &col, msg, sizeof msg);
-    if (rc == 0)
-        rc = tpl_parse(env, t, &toks, &line, &col, msg, sizeof msg);
+    int prc = tpl_parse(env, t, &toks, rc != 0, &line, &col, msg, sizeof msg);
+    rc = rc != 0 || prc != 0 ? -1 : 0;
     free(toks.v);
     if (rc != 0) {
         if (err && cap)

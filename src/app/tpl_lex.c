@@ -490,6 +490,7 @@ static size_t raw_body(lexer *lx, size_t p)
 int tpl_lex(tpl_env *env, const char *src, size_t len, tpl_toks *out, int *line, int *col,
             char *msg, size_t cap)
 {
+    tpl_tok *eof;
     lexer lx = {.env = env, .src = src, .len = len, .line = 1, .out = out, .msg = msg, .cap = cap};
     const char *s = src;
     while (lx.pos < len) {
@@ -513,7 +514,7 @@ int tpl_lex(tpl_env *env, const char *src, size_t len, tpl_toks *out, int *line,
         size_t raw_end = kind == '%' ? raw_open_end(&lx, after) : 0;
         emit_data(&lx, lx.pos, text_end);
         if (raw_end) {
-            size_t end = raw_body(&lx, raw_end);
+            size_t end = raw_end < len ? raw_body(&lx, raw_end) : len;
             if (!end) {
                 fail_at(&lx, q, "%s", "Missing end of raw directive");
                 goto fail;
@@ -523,6 +524,8 @@ int tpl_lex(tpl_env *env, const char *src, size_t len, tpl_toks *out, int *line,
             size_t e = after;
             while (e + 1 < len && !(s[e] == '#' && s[e + 1] == '}'))
                 e++;
+            if (e + 1 >= len && after >= len)
+                break; /* "{#" at the very end: Jinja ends quietly */
             if (e + 1 >= len) {
                 fail_at(&lx, q, "%s", "Missing end of comment tag");
                 goto fail;
@@ -540,12 +543,17 @@ int tpl_lex(tpl_env *env, const char *src, size_t len, tpl_toks *out, int *line,
     /* Jinja's end-of-template token is on the line of the last token */
     int eof_line = out->n ? out->v[out->n - 1].line : 1;
     int eof_col = out->n ? out->v[out->n - 1].col : 1;
-    tpl_tok *eof = emit(&lx, TK_EOF, len);
+    eof = emit(&lx, TK_EOF, len);
     eof->line = eof_line;
     eof->col = eof_col;
     return 0;
 fail:
+    /* Jinja's lexer runs as the parser reads: an error the parser meets
+     * before this point wins, so the tokens so far end in an end token */
     *line = lx.err_line;
     *col = lx.err_col;
+    eof = emit(&lx, TK_EOF, len);
+    eof->line = lx.err_line;
+    eof->col = lx.err_col;
     return -1;
 }

@@ -19,6 +19,7 @@ void *tp_fail_at(tpl_parser *p, int line, int col, const char *fmt, ...)
     if (p->failed)
         return NULL;
     p->failed = true;
+    p->fail_index = p->i;
     p->line = line;
     p->col = col;
     va_list ap;

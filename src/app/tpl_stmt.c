@@ -571,11 +571,21 @@ static tpl_node *parse_body(tpl_parser *p, const char *const *ends)
     return head;
 }
 
-int tpl_parse(tpl_env *env, tpl_template *t, const tpl_toks *toks, int *line, int *col, char *msg,
-              size_t cap)
+int tpl_parse(tpl_env *env, tpl_template *t, const tpl_toks *toks, bool lex_failed, int *line, int *col,
+              char *msg, size_t cap)
 {
-    tpl_parser p = {.env = env, .tpl = t, .t = toks->v, .n = toks->n, .msg = msg, .cap = cap};
+    char pmsg[700];
+    tpl_parser p = {.env = env, .tpl = t, .t = toks->v, .n = toks->n, .msg = lex_failed ? pmsg : msg,
+                    .cap = lex_failed ? sizeof pmsg : cap};
     t->body = parse_body(&p, NULL);
+    if (lex_failed) {
+        if (!p.failed || p.fail_index + 1 >= toks->n)
+            return 1; /* the parser read up to the lexer's error */
+        snprintf(msg, cap, "%s", pmsg);
+        *line = p.line;
+        *col = p.col;
+        return -1;
+    }
     if (!p.failed && p.late)
         tp_fail_at(&p, p.late_line, p.late_col, "%s", p.late_msg);
     if (p.failed) {
