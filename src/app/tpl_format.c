@@ -141,8 +141,11 @@ static int conv_number(tpl_rt *rt, tv v, char conv, bool want_int, tv *out)
 /* Python takes only a tuple as the arguments; a list is one argument (a
  * "mapping" that may go unused). Tuple literals may reach here as lists
  * (an engine that does not make them with tv_tuple), so a list is taken
- * as a tuple too, except that it may go unused like Python's list. */
+ * as a tuple too while this is 1. */
 #define TU_LIST_AS_TUPLE 1
+
+static int percent_format(tpl_rt *rt, tv fmt, const tv *items, size_t nitems, json_t *mapping,
+                          bool unused_ok, tv *out);
 
 int tu_percent_format(tpl_rt *rt, tv fmt, tv args, tv *out)
 {
@@ -151,19 +154,23 @@ int tu_percent_format(tpl_rt *rt, tv fmt, tv args, tv *out)
         size_t n;
         if (tv_iterate(rt, args, &items, &n) < 0)
             return -1;
-        if (!args.safe && memchr(fmt.str.s, '%', fmt.str.len) == NULL) {
-            *out = fmt; /* '' % [1, 2] is '' */
-            return 0;
-        }
         return tu_percent_format_items(rt, fmt, items, n, NULL, out);
     }
     if (args.kind == TV_OBJECT)
         return tu_percent_format_items(rt, fmt, &args, 1, args.json, out);
+    if (args.kind == TV_ARRAY) /* a list: one argument, which may go unused */
+        return percent_format(rt, fmt, &args, 1, NULL, true, out);
     return tu_percent_format_items(rt, fmt, &args, 1, NULL, out);
 }
 
 int tu_percent_format_items(tpl_rt *rt, tv fmt, const tv *items, size_t nitems, json_t *mapping,
                             tv *out)
+{
+    return percent_format(rt, fmt, items, nitems, mapping, false, out);
+}
+
+static int percent_format(tpl_rt *rt, tv fmt, const tv *items, size_t nitems, json_t *mapping,
+                          bool unused_ok, tv *out)
 {
     fmt_args a = {.tuple = items, .count = nitems, .mapping = mapping};
     bool used_mapping = false;
@@ -322,7 +329,7 @@ int tu_percent_format_items(tpl_rt *rt, tv fmt, const tv *items, size_t nitems, 
                              (unsigned)(unsigned char)conv, i - 1);
         }
     }
-    if (!used_mapping && !a.mapping && a.next < a.count)
+    if (!used_mapping && !a.mapping && !unused_ok && a.next < a.count)
         return tpl_error(rt, "not all arguments converted during string formatting");
     *out = tu_buf_value(&b, safe);
     return 0;

@@ -190,6 +190,12 @@ tv tu_replace(tpl_rt *rt, tv s, tv old, tv new_, int64_t count, bool safe)
     return tu_buf_value(&b, safe);
 }
 
+/* a piece of a split: Markup.split gives Markup */
+static void split_push(json_t *a, bool safe, const char *p, size_t n)
+{
+    json_array_append_new(a, tu_json(tv_strn(p, n, safe)));
+}
+
 /* Python's str.split(sep=None, maxsplit=-1) */
 static int py_split(tpl_rt *rt, tv s, const tv *sep, int64_t maxsplit, tv *out)
 {
@@ -207,11 +213,11 @@ static int py_split(tpl_rt *rt, tv s, const tv *sep, int64_t maxsplit, tv *out)
                              : find_bytes(p, n, sep->str.s, sep->str.len, i);
             if (at < 0)
                 break;
-            json_array_append_new(a, json_stringn_nocheck(p + i, (size_t)at - i));
+            split_push(a, s.safe, p + i, (size_t)at - i);
             i = (size_t)at + sep->str.len;
             done++;
         }
-        json_array_append_new(a, json_stringn_nocheck(p + i, n - i));
+        split_push(a, s.safe, p + i, n - i);
     } else {
         size_t i = 0;
         int64_t done = 0;
@@ -226,7 +232,7 @@ static int py_split(tpl_rt *rt, tv s, const tv *sep, int64_t maxsplit, tv *out)
             if (i >= n)
                 break;
             if (maxsplit >= 0 && done >= maxsplit) {
-                json_array_append_new(a, json_stringn_nocheck(p + i, n - i));
+                split_push(a, s.safe, p + i, n - i);
                 break;
             }
             size_t st = i;
@@ -236,7 +242,7 @@ static int py_split(tpl_rt *rt, tv s, const tv *sep, int64_t maxsplit, tv *out)
                     break;
                 i = k;
             }
-            json_array_append_new(a, json_stringn_nocheck(p + st, i - st));
+            split_push(a, s.safe, p + st, i - st);
             done++;
         }
     }
@@ -374,9 +380,10 @@ int tu_str_method(tpl_rt *rt, tv v, const char *name, const tv *args, size_t nar
             return -1;
         bool end = name[6] == 's';
         *out = v;
+        out->safe = false; /* not a Markup method (markupsafe 2.1): a str */
         if (affix_match(v, args[0], end))
             *out = tu_str_value(rt, end ? v.str.s : v.str.s + args[0].str.len,
-                                v.str.len - args[0].str.len, v.safe);
+                                v.str.len - args[0].str.len, false);
         return 0;
     }
     if (strcmp(name, "replace") == 0) {
