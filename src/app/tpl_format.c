@@ -142,7 +142,7 @@ static int conv_number(tpl_rt *rt, tv v, char conv, bool want_int, tv *out)
  * "mapping" that may go unused). Tuple literals may reach here as lists
  * (an engine that does not make them with tv_tuple), so a list is taken
  * as a tuple too while this is 1. */
-#define TU_LIST_AS_TUPLE 1
+#define TU_LIST_AS_TUPLE 0
 
 static int percent_format(tpl_rt *rt, tv fmt, const tv *items, size_t nitems, json_t *mapping,
                           bool unused_ok, tv *out);

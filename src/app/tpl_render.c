@@ -529,7 +529,7 @@ static __attribute__((noinline)) int eval_literal(tpl_rt *rt, tpl_ctx *c, const 
     }
     if (rt->failed)
         return -1;
-    *out = tv_from_json(j);
+    *out = n->kind == N_TUPLE ? tv_tuple(j) : tv_from_json(j);
     return 0;
 }
 

@@ -164,19 +164,18 @@ void tpl_buf_putc(tpl_buf *b, char c)
     b->data[b->len++] = c;
 }
 
+/* markupsafe's replacements, and which bytes have one */
+static const char *const html_escape[256] = {
+    ['&'] = "&amp;", ['<'] = "&lt;", ['>'] = "&gt;", ['"'] = "&#34;", ['\''] = "&#39;",
+};
+
 void tpl_buf_put_escaped(tpl_buf *b, const char *s, size_t n)
 {
     size_t from = 0;
     for (size_t i = 0; i < n; i++) {
-        const char *rep;
-        switch (s[i]) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&#34;"; break;
-        case '\'': rep = "&#39;"; break;
-        default: continue;
-        }
+        const char *rep = html_escape[(unsigned char)s[i]];
+        if (!rep)
+            continue;
         tpl_buf_put(b, s + from, i - from);
         tpl_buf_put(b, rep, strlen(rep));
         from = i + 1;

@@ -143,6 +143,8 @@ static void rt_free(tpl_rt *rt)
 static tpl_rt *RT;
 
 /* a JSON text as a value (kept alive by the runtime) */
+/* A tuple of JSON text's array (the right operand of str %). */
+static tv T(const char *text);
 static tv J(const char *text)
 {
     json_error_t e;
@@ -153,6 +155,12 @@ static tv J(const char *text)
     }
     tpl_keep(RT, j);
     return tv_from_json(j);
+}
+
+static tv T(const char *text)
+{
+    tv v = J(text);
+    return tv_tuple(v.json);
 }
 
 static tv S(const char *s) { return tv_strn(s, strlen(s), false); }
@@ -444,14 +452,14 @@ static void test_arith(void)
     CHECK(tv_binop(RT, TV_CONCAT, SAFE("a"), S("<"), &r) == 0 && !r.safe);
     CHECK_STR(r.str.s, "a<");
     /* string % */
-    CHECK_STR(op(S("%s-%d"), TV_MOD, J("[\"a\", 3.7]")), "'a-3'");
-    CHECK_STR(op(S("%05.1f|%x|%#o|%-4s|%r"), TV_MOD, J("[3.14159, 255, 8, \"ab\", \"q\"]")),
+    CHECK_STR(op(S("%s-%d"), TV_MOD, T("[\"a\", 3.7]")), "'a-3'");
+    CHECK_STR(op(S("%05.1f|%x|%#o|%-4s|%r"), TV_MOD, T("[3.14159, 255, 8, \"ab\", \"q\"]")),
               "\"003.1|ff|0o10|ab  |'q'\"");
     CHECK_STR(op(S("%(a)s and %(b)03d"), TV_MOD, J("{\"a\": \"x\", \"b\": 7}")), "'x and 007'");
     CHECK_STR(op(S("%s"), TV_MOD, tv_int(5)), "'5'");
     CHECK_STR(op(S("%s %s"), TV_MOD, tv_int(5)), "!not enough arguments for format string");
-    CHECK_STR(op(S("%s"), TV_MOD, J("[1, 2]")), "!not all arguments converted during string formatting");
-    CHECK_STR(op(S("%e|%g|%.3g|%+d|% d|%5.1s|%c"), TV_MOD, J("[1.5, 1e20, 0.0001234, 3, 4, \"abc\", 65]")),
+    CHECK_STR(op(S("%s"), TV_MOD, T("[1, 2]")), "!not all arguments converted during string formatting");
+    CHECK_STR(op(S("%e|%g|%.3g|%+d|% d|%5.1s|%c"), TV_MOD, T("[1.5, 1e20, 0.0001234, 3, 4, \"abc\", 65]")),
               "'1.500000e+00|1e+20|0.000123|+3| 4|    a|A'");
     CHECK_STR(op(S("%d%%"), TV_MOD, tv_int(50)), "'50%'");
     CHECK_STR(op(S("%d"), TV_MOD, S("x")), "!%d format: a real number is required, not str");
