@@ -27,7 +27,7 @@ extra=$(comm -23 <(echo "$build") <(echo "$full") | tr '\n' ' ')
 before=$FAILS
 for p in postgresql redis-server nginx clang libclang-rt-14-dev valgrind wrk curl \
     python3 python3-requests python3-websockets openssl chromium chromium-driver \
-    python3-selenium python3-flask python3-flask-cors python3-itsdangerous python3-werkzeug; do
+    python3-selenium python3-flask python3-flask-cors python3-itsdangerous python3-werkzeug python3-jinja2; do
     grep -qx "$p" <<<"$build" && fail "--build lists the test tool $p"
     grep -qx "$p" <<<"$full" || fail "--test does not list $p"
 done
