@@ -2,9 +2,10 @@
  * tpl_filters.c — Jinja 3.1's builtin filters on sequences and mappings
  * (attr, batch, default, dictsort, first, groupby, items, join, last,
  * length, list, map, max, min, random, reject, rejectattr, reverse,
- * select, selectattr, slice, sort, sum, unique) and the sorted table
- * tpl_builtin_filter searches. The text filters are in tpl_filters_str.c,
- * numbers and encodings in tpl_filters_num.c, the tests in tpl_tests.c.
+ * select, selectattr, slice, sort, sum, unique). The table
+ * tpl_builtin_filter searches is in tpl_filter_table.c, the text filters
+ * in tpl_filters_str.c, numbers in tpl_filters_num.c, encodings in
+ * tpl_filters_enc.c, the tests in tpl_tests.c.
  *
  * Jinja returns generators from map, select, reject, unique and reverse;
  * these return lists (so `{{ x|map('upper') }}` prints the list where
@@ -173,7 +174,7 @@ static bool case_sensitive(const tu_fargs *fa, size_t pos)
 
 /* ---- the filters -------------------------------------------------------------- */
 
-static int f_default(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_default(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                      size_t nkw, tv *out)
 {
     FARGS("default", "default_value", "boolean");
@@ -183,7 +184,7 @@ static int f_default(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_
     return 0;
 }
 
-static int f_length(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_length(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                     size_t nkw, tv *out)
 {
     NOARGS("length");
@@ -194,7 +195,7 @@ static int f_length(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_k
     return 0;
 }
 
-static int f_list(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_list(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                   size_t nkw, tv *out)
 {
     NOARGS("list");
@@ -206,7 +207,7 @@ static int f_list(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwa
     return 0;
 }
 
-static int f_attr(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_attr(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                   size_t nkw, tv *out)
 {
     FARGS("attr", "name");
@@ -226,7 +227,7 @@ static int f_attr(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwa
     return 0;
 }
 
-static int f_batch(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_batch(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                    size_t nkw, tv *out)
 {
     FARGS("batch", "linecount", "fill_with");
@@ -260,7 +261,7 @@ static int f_batch(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kw
     return 0;
 }
 
-static int f_slice(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_slice(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                    size_t nkw, tv *out)
 {
     FARGS("slice", "slices", "fill_with");
@@ -295,7 +296,7 @@ static int f_slice(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kw
     return 0;
 }
 
-static int f_first(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_first(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                    size_t nkw, tv *out)
 {
     NOARGS("first");
@@ -307,7 +308,7 @@ static int f_first(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kw
     return 0;
 }
 
-static int f_last(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_last(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                   size_t nkw, tv *out)
 {
     NOARGS("last");
@@ -329,7 +330,7 @@ static int f_last(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwa
     return 0;
 }
 
-static int f_random(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_random(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                     size_t nkw, tv *out)
 {
     NOARGS("random");
@@ -341,7 +342,7 @@ static int f_random(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_k
     return 0;
 }
 
-static int f_reverse(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_reverse(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                      size_t nkw, tv *out)
 {
     NOARGS("reverse");
@@ -360,7 +361,7 @@ static int f_reverse(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_
     return 0;
 }
 
-static int f_items(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_items(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                    size_t nkw, tv *out)
 {
     NOARGS("items");
@@ -374,7 +375,7 @@ static int f_items(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kw
     return tv_call_method(rt, in, "items", NULL, 0, NULL, 0, out, &found);
 }
 
-static int f_dictsort(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_dictsort(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                       size_t nkw, tv *out)
 {
     FARGS("dictsort", "case_sensitive", "by", "reverse");
@@ -411,7 +412,7 @@ static int f_dictsort(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl
     return 0;
 }
 
-static int f_sort(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_sort(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                   size_t nkw, tv *out)
 {
     FARGS("sort", "reverse", "case_sensitive", "attribute");
@@ -476,7 +477,7 @@ static int hashable(tpl_rt *rt, tv v)
     return 0;
 }
 
-static int f_unique(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_unique(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                     size_t nkw, tv *out)
 {
     FARGS("unique", "case_sensitive", "attribute");
@@ -537,19 +538,19 @@ static int min_max(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kw
     return 0;
 }
 
-static int f_max(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_max(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                  size_t nkw, tv *out)
 {
     return min_max(rt, in, args, nargs, kw, nkw, out, true);
 }
 
-static int f_min(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_min(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                  size_t nkw, tv *out)
 {
     return min_max(rt, in, args, nargs, kw, nkw, out, false);
 }
 
-static int f_sum(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_sum(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                  size_t nkw, tv *out)
 {
     FARGS("sum", "attribute", "start");
@@ -571,7 +572,7 @@ static int f_sum(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwar
     return 0;
 }
 
-static int f_join(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_join(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                   size_t nkw, tv *out)
 {
     FARGS("join", "d", "attribute");
@@ -612,7 +613,7 @@ static int f_join(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwa
     return 0;
 }
 
-static int f_groupby(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_groupby(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                      size_t nkw, tv *out)
 {
     FARGS("groupby", "attribute", "default", "case_sensitive");
@@ -663,7 +664,7 @@ static int f_groupby(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_
 
 /* map / select / reject ------------------------------------------------------ */
 
-static int f_map(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_map(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                  size_t nkw, tv *out)
 {
     json_t *res = tu_new_array(rt);
@@ -757,104 +758,26 @@ static int no_kwargs(tpl_rt *rt, const char *f, size_t nkw)
     return nkw ? tpl_error(rt, "%s(): keyword arguments to the test are not supported", f) : 0;
 }
 
-static int f_select(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_select(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                     size_t nkw, tv *out)
 {
     return no_kwargs(rt, "select", nkw) < 0 ? -1 : select_reject(rt, in, args, nargs, out, true, false);
 }
 
-static int f_reject(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_reject(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                     size_t nkw, tv *out)
 {
     return no_kwargs(rt, "reject", nkw) < 0 ? -1 : select_reject(rt, in, args, nargs, out, false, false);
 }
 
-static int f_selectattr(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_selectattr(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                         size_t nkw, tv *out)
 {
     return no_kwargs(rt, "selectattr", nkw) < 0 ? -1 : select_reject(rt, in, args, nargs, out, true, true);
 }
 
-static int f_rejectattr(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
+int tf_rejectattr(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
                         size_t nkw, tv *out)
 {
     return no_kwargs(rt, "rejectattr", nkw) < 0 ? -1 : select_reject(rt, in, args, nargs, out, false, true);
 }
-
-/* ---- the tables (sorted by strcmp for bsearch) ---------------------------------- */
-
-typedef struct {
-    const char *name;
-    tpl_filter_fn fn;
-} filter_entry;
-
-static const filter_entry filters[] = {
-    {"abs", tf_abs},
-    {"attr", f_attr},
-    {"batch", f_batch},
-    {"capitalize", tf_capitalize},
-    {"center", tf_center},
-    {"count", f_length},
-    {"d", f_default},
-    {"default", f_default},
-    {"dictsort", f_dictsort},
-    {"e", tf_escape},
-    {"escape", tf_escape},
-    {"filesizeformat", tf_filesizeformat},
-    {"first", f_first},
-    {"float", tf_float},
-    {"forceescape", tf_forceescape},
-    {"format", tf_format},
-    {"groupby", f_groupby},
-    {"indent", tf_indent},
-    {"int", tf_int},
-    {"items", f_items},
-    {"join", f_join},
-    {"last", f_last},
-    {"length", f_length},
-    {"list", f_list},
-    {"lower", tf_lower},
-    {"map", f_map},
-    {"max", f_max},
-    {"min", f_min},
-    {"pprint", tf_pprint},
-    {"random", f_random},
-    {"reject", f_reject},
-    {"rejectattr", f_rejectattr},
-    {"replace", tf_replace},
-    {"reverse", f_reverse},
-    {"round", tf_round},
-    {"safe", tf_safe},
-    {"select", f_select},
-    {"selectattr", f_selectattr},
-    {"slice", f_slice},
-    {"sort", f_sort},
-    {"string", tf_string},
-    {"striptags", tf_striptags},
-    {"sum", f_sum},
-    {"title", tf_title},
-    {"tojson", tf_tojson},
-    {"trim", tf_trim},
-    {"truncate", tf_truncate},
-    {"unique", f_unique},
-    {"upper", tf_upper},
-    {"urlencode", tf_urlencode},
-    {"wordcount", tf_wordcount},
-    {"wordwrap", tf_wordwrap},
-    {"xmlattr", tf_xmlattr},
-};
-
-
-static int cmp_filter(const void *k, const void *e)
-{
-    return strcmp(k, ((const filter_entry *)e)->name);
-}
-
-
-tpl_filter_fn tpl_builtin_filter(const char *name)
-{
-    const filter_entry *e =
-        bsearch(name, filters, sizeof filters / sizeof *filters, sizeof *filters, cmp_filter);
-    return e ? e->fn : NULL;
-}
-

@@ -2,7 +2,8 @@
  * tpl_value.c — template values with Python's semantics: JSON in and out,
  * truth, str() and repr() (floats as Python's shortest round-trip repr),
  * what {{ v }} writes (autoescaping), arithmetic and comparisons
- * (tv_binop) with Python's equality and ordering (tu_eq, tu_cmp). UTF-8
+ * (tv_binop); Python's equality and ordering (tu_eq, tu_cmp) are in
+ * tpl_compare.c. UTF-8
  * and the small shared helpers are in tpl_vutil.c; attributes, items,
  * slices, iteration and methods in tpl_methods.c and tpl_strmethods.c;
  * %-formatting and str.format in tpl_format.c.
@@ -21,9 +22,6 @@
 /* Longest string or list * n builds before failing (Python would try). */
 #define TU_MAX_REPEAT ((size_t)64 << 20)
 
-/* bool and int as int64 (callers checked tu_is_num and not float). */
-static int64_t as_i(tv v) { return v.kind == TV_BOOL ? (int64_t)v.b : v.i; }
-static double as_f(tv v) { return v.kind == TV_FLOAT ? v.f : (double)as_i(v); }
 
 /* ---- JSON ------------------------------------------------------------------- */
 
@@ -354,133 +352,6 @@ int tv_output(tpl_rt *rt, tpl_buf *b, tv v)
     return tv_str(rt, b, v);
 }
 
-/* ---- equality and ordering -------------------------------------------------- */
-
-/* int vs float exactly, as Python does (no rounding of the int). */
-static int cmp_int_float(int64_t i, double f)
-{
-    if (f >= 9223372036854775808.0)
-        return -1;
-    if (f < -9223372036854775808.0)
-        return 1;
-    double t = trunc(f);
-    int64_t ti = (int64_t)t;
-    if (i != ti)
-        return i < ti ? -1 : 1;
-    double frac = f - t;
-    return frac > 0 ? -1 : frac < 0 ? 1 : 0;
-}
-
-/* Numbers: -2 when unordered (nan). */
-static int cmp_num(tv a, tv b)
-{
-    if (a.kind != TV_FLOAT && b.kind != TV_FLOAT) {
-        int64_t x = as_i(a), y = as_i(b);
-        return x < y ? -1 : x > y;
-    }
-    if (a.kind == TV_FLOAT && b.kind == TV_FLOAT) {
-        if (isnan(a.f) || isnan(b.f))
-            return -2;
-        return a.f < b.f ? -1 : a.f > b.f;
-    }
-    if (a.kind == TV_FLOAT) {
-        if (isnan(a.f))
-            return -2;
-        return -cmp_int_float(as_i(b), a.f);
-    }
-    if (isnan(b.f))
-        return -2;
-    return cmp_int_float(as_i(a), b.f);
-}
-
-static int cmp_bytes(const char *a, size_t an, const char *b, size_t bn)
-{
-    int c = memcmp(a, b, an < bn ? an : bn);
-    if (c)
-        return c < 0 ? -1 : 1;
-    return an < bn ? -1 : an > bn;
-}
-
-bool tu_eq(tv a, tv b)
-{
-    if (tu_is_num(a) && tu_is_num(b))
-        return cmp_num(a, b) == 0;
-    if (a.kind != b.kind)
-        return false;
-    switch (a.kind) {
-    case TV_UNDEF:
-    case TV_NONE: return true;
-    case TV_STR: return a.str.len == b.str.len && memcmp(a.str.s, b.str.s, a.str.len) == 0;
-    case TV_ARRAY: {
-        size_t n = json_array_size(a.json);
-        if (a.safe != b.safe) /* a tuple never equals a list */
-            return false;
-        if (a.json == b.json)
-            return true;
-        if (n != json_array_size(b.json))
-            return false;
-        for (size_t i = 0; i < n; i++)
-            if (!tu_eq(tv_from_json(json_array_get(a.json, i)),
-                       tv_from_json(json_array_get(b.json, i))))
-                return false;
-        return true;
-    }
-    case TV_OBJECT: {
-        if (a.json == b.json)
-            return true;
-        if (json_object_size(a.json) != json_object_size(b.json))
-            return false;
-        const char *k;
-        json_t *e;
-        json_object_foreach(a.json, k, e) {
-            json_t *o = json_object_get(b.json, k);
-            if (!o || !tu_eq(tv_from_json(e), tv_from_json(o)))
-                return false;
-        }
-        return true;
-    }
-    case TV_OPAQUE: return a.op.ptr == b.op.ptr && a.op.type == b.op.type;
-    default: return false;
-    }
-}
-
-static int order_error(tpl_rt *rt, tv a, tv b, const char *op)
-{
-    if (a.kind == TV_UNDEF)
-        return tu_undefined_error(rt, a);
-    if (b.kind == TV_UNDEF)
-        return tu_undefined_error(rt, b);
-    return tpl_error(rt, "'%s' not supported between instances of '%s' and '%s'", op,
-                     tu_type_name(a), tu_type_name(b));
-}
-
-int tu_cmp(tpl_rt *rt, tv a, tv b, const char *op, int *res)
-{
-    if (tu_is_num(a) && tu_is_num(b)) {
-        int c = cmp_num(a, b);
-        /* nan: every ordering is false; callers see "not equal, not less":
-         * report it as 2 (the caller treats 2 as false for all orders) */
-        *res = c == -2 ? 2 : c;
-        return 0;
-    }
-    if (a.kind == TV_STR && b.kind == TV_STR) {
-        *res = cmp_bytes(a.str.s, a.str.len, b.str.s, b.str.len);
-        return 0;
-    }
-    if (a.kind == TV_ARRAY && b.kind == TV_ARRAY && a.safe == b.safe) {
-        size_t an = json_array_size(a.json), bn = json_array_size(b.json);
-        for (size_t i = 0; i < an && i < bn; i++) {
-            tv x = tv_from_json(json_array_get(a.json, i));
-            tv y = tv_from_json(json_array_get(b.json, i));
-            if (!tu_eq(x, y))
-                return tu_cmp(rt, x, y, op, res);
-        }
-        *res = an < bn ? -1 : an > bn;
-        return 0;
-    }
-    return order_error(rt, a, b, op);
-}
-
 /* ---- arithmetic ------------------------------------------------------------- */
 
 static int overflow(tpl_rt *rt) { return tpl_error(rt, "integer overflow"); }
@@ -581,7 +452,7 @@ static int arith(tpl_rt *rt, tv_op op, tv a, tv b, tv *out)
     if (tu_is_num(a) && tu_is_num(b)) {
         bool ints = a.kind != TV_FLOAT && b.kind != TV_FLOAT;
         if (ints) {
-            int64_t x = as_i(a), y = as_i(b), r;
+            int64_t x = tu_as_i(a), y = tu_as_i(b), r;
             switch (op) {
             case TV_ADD:
                 if (__builtin_add_overflow(x, y, &r))
@@ -630,7 +501,7 @@ static int arith(tpl_rt *rt, tv_op op, tv a, tv b, tv *out)
             default: break;
             }
         } else {
-            double x = as_f(a), y = as_f(b);
+            double x = tu_as_f(a), y = tu_as_f(b);
             switch (op) {
             case TV_ADD: *out = tv_float(x + y); return 0;
             case TV_SUB: *out = tv_float(x - y); return 0;
@@ -687,9 +558,9 @@ static int arith(tpl_rt *rt, tv_op op, tv a, tv b, tv *out)
         break;
     case TV_MUL:
         if ((a.kind == TV_STR || a.kind == TV_ARRAY) && (b.kind == TV_INT || b.kind == TV_BOOL))
-            return repeat(rt, a, as_i(b), out);
+            return repeat(rt, a, tu_as_i(b), out);
         if ((b.kind == TV_STR || b.kind == TV_ARRAY) && (a.kind == TV_INT || a.kind == TV_BOOL))
-            return repeat(rt, b, as_i(a), out);
+            return repeat(rt, b, tu_as_i(a), out);
         if (a.kind == TV_STR || a.kind == TV_ARRAY || b.kind == TV_STR || b.kind == TV_ARRAY)
             return tpl_error(rt, "can't multiply sequence by non-int of type '%s'",
                              tu_type_name(a.kind == TV_STR || a.kind == TV_ARRAY ? b : a));
@@ -788,7 +659,7 @@ int tv_binop(tpl_rt *rt, tv_op op, tv a, tv b, tv *out)
             return 0;
         }
         if (a.kind == TV_INT || a.kind == TV_BOOL) {
-            int64_t x = as_i(a);
+            int64_t x = tu_as_i(a);
             if (op == TV_NEG && x == INT64_MIN)
                 return overflow(rt);
             *out = tv_int(op == TV_NEG ? -x : x);

@@ -125,6 +125,10 @@ tv tu_escaped(tpl_rt *rt, tv s);
     if (tu_check_params(rt, &fa, params_) < 0)                                                \
         return -1
 
+/* bool and int as int64 (callers checked tu_is_num and not float). */
+static inline int64_t tu_as_i(tv v) { return v.kind == TV_BOOL ? (int64_t)v.b : v.i; }
+static inline double tu_as_f(tv v) { return v.kind == TV_FLOAT ? v.f : (double)tu_as_i(v); }
+
 #define TU_FILTER(name)                                                                      \
     int name(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw, size_t nkw, \
              tv *out)
@@ -147,6 +151,32 @@ TU_FILTER(tf_string);
 TU_FILTER(tf_striptags);
 TU_FILTER(tf_title);
 TU_FILTER(tf_tojson);
+/* tpl_filters.c */
+TU_FILTER(tf_default);
+TU_FILTER(tf_length);
+TU_FILTER(tf_list);
+TU_FILTER(tf_attr);
+TU_FILTER(tf_batch);
+TU_FILTER(tf_slice);
+TU_FILTER(tf_first);
+TU_FILTER(tf_last);
+TU_FILTER(tf_random);
+TU_FILTER(tf_reverse);
+TU_FILTER(tf_items);
+TU_FILTER(tf_dictsort);
+TU_FILTER(tf_sort);
+TU_FILTER(tf_unique);
+TU_FILTER(tf_max);
+TU_FILTER(tf_min);
+TU_FILTER(tf_sum);
+TU_FILTER(tf_join);
+TU_FILTER(tf_groupby);
+TU_FILTER(tf_map);
+TU_FILTER(tf_select);
+TU_FILTER(tf_reject);
+TU_FILTER(tf_selectattr);
+TU_FILTER(tf_rejectattr);
+
 TU_FILTER(tf_trim);
 TU_FILTER(tf_truncate);
 TU_FILTER(tf_upper);
