@@ -175,7 +175,7 @@ static bool case_sensitive(const tu_fargs *fa, size_t pos)
 /* ---- the filters -------------------------------------------------------------- */
 
 int tf_default(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                     size_t nkw, tv *out)
+               size_t nkw, tv *out)
 {
     FARGS("default", "default_value", "boolean");
     tv def = tu_param(&fa, 0, "default_value", tv_strn("", 0, false));
@@ -185,7 +185,7 @@ int tf_default(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg 
 }
 
 int tf_length(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                    size_t nkw, tv *out)
+              size_t nkw, tv *out)
 {
     NOARGS("length");
     int64_t n;
@@ -196,7 +196,7 @@ int tf_length(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *
 }
 
 int tf_list(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                  size_t nkw, tv *out)
+            size_t nkw, tv *out)
 {
     NOARGS("list");
     tv *it;
@@ -208,7 +208,7 @@ int tf_list(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw
 }
 
 int tf_attr(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                  size_t nkw, tv *out)
+            size_t nkw, tv *out)
 {
     FARGS("attr", "name");
     tv name;
@@ -228,7 +228,7 @@ int tf_attr(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw
 }
 
 int tf_batch(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                   size_t nkw, tv *out)
+             size_t nkw, tv *out)
 {
     FARGS("batch", "linecount", "fill_with");
     tv lc, fill = tu_param(&fa, 1, "fill_with", tv_none());
@@ -262,7 +262,7 @@ int tf_batch(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *k
 }
 
 int tf_slice(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                   size_t nkw, tv *out)
+             size_t nkw, tv *out)
 {
     FARGS("slice", "slices", "fill_with");
     tv sl, fill = tu_param(&fa, 1, "fill_with", tv_none());
@@ -297,7 +297,7 @@ int tf_slice(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *k
 }
 
 int tf_first(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                   size_t nkw, tv *out)
+             size_t nkw, tv *out)
 {
     NOARGS("first");
     tv *it;
@@ -309,7 +309,7 @@ int tf_first(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *k
 }
 
 int tf_last(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                  size_t nkw, tv *out)
+            size_t nkw, tv *out)
 {
     NOARGS("last");
     if (in.kind != TV_ARRAY && in.kind != TV_STR && in.kind != TV_OBJECT && in.kind != TV_UNDEF)
@@ -331,7 +331,7 @@ int tf_last(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw
 }
 
 int tf_random(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                    size_t nkw, tv *out)
+              size_t nkw, tv *out)
 {
     NOARGS("random");
     tv *it;
@@ -343,7 +343,7 @@ int tf_random(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *
 }
 
 int tf_reverse(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                     size_t nkw, tv *out)
+               size_t nkw, tv *out)
 {
     NOARGS("reverse");
     if (in.kind == TV_STR)
@@ -362,7 +362,7 @@ int tf_reverse(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg 
 }
 
 int tf_items(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                   size_t nkw, tv *out)
+             size_t nkw, tv *out)
 {
     NOARGS("items");
     if (in.kind == TV_UNDEF) {
@@ -376,7 +376,7 @@ int tf_items(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *k
 }
 
 int tf_dictsort(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                      size_t nkw, tv *out)
+                size_t nkw, tv *out)
 {
     FARGS("dictsort", "case_sensitive", "by", "reverse");
     bool cs = case_sensitive(&fa, 0);
@@ -413,7 +413,7 @@ int tf_dictsort(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg
 }
 
 int tf_sort(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                  size_t nkw, tv *out)
+            size_t nkw, tv *out)
 {
     FARGS("sort", "reverse", "case_sensitive", "attribute");
     bool reverse = tv_truthy(tu_param(&fa, 0, "reverse", tv_bool(false)));
@@ -478,7 +478,7 @@ static int hashable(tpl_rt *rt, tv v)
 }
 
 int tf_unique(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                    size_t nkw, tv *out)
+              size_t nkw, tv *out)
 {
     FARGS("unique", "case_sensitive", "attribute");
     getter g;
@@ -539,19 +539,19 @@ static int min_max(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kw
 }
 
 int tf_max(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                 size_t nkw, tv *out)
+           size_t nkw, tv *out)
 {
     return min_max(rt, in, args, nargs, kw, nkw, out, true);
 }
 
 int tf_min(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                 size_t nkw, tv *out)
+           size_t nkw, tv *out)
 {
     return min_max(rt, in, args, nargs, kw, nkw, out, false);
 }
 
 int tf_sum(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                 size_t nkw, tv *out)
+           size_t nkw, tv *out)
 {
     FARGS("sum", "attribute", "start");
     getter g;
@@ -573,7 +573,7 @@ int tf_sum(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
 }
 
 int tf_join(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                  size_t nkw, tv *out)
+            size_t nkw, tv *out)
 {
     FARGS("join", "d", "attribute");
     tv d = tu_param(&fa, 0, "d", tv_strn("", 0, false));
@@ -614,7 +614,7 @@ int tf_join(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw
 }
 
 int tf_groupby(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                     size_t nkw, tv *out)
+               size_t nkw, tv *out)
 {
     FARGS("groupby", "attribute", "default", "case_sensitive");
     tv attribute;
@@ -665,7 +665,7 @@ int tf_groupby(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg 
 /* map / select / reject ------------------------------------------------------ */
 
 int tf_map(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                 size_t nkw, tv *out)
+           size_t nkw, tv *out)
 {
     json_t *res = tu_new_array(rt);
     *out = tu_array_value(res);
@@ -759,25 +759,25 @@ static int no_kwargs(tpl_rt *rt, const char *f, size_t nkw)
 }
 
 int tf_select(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                    size_t nkw, tv *out)
+              size_t nkw, tv *out)
 {
     return no_kwargs(rt, "select", nkw) < 0 ? -1 : select_reject(rt, in, args, nargs, out, true, false);
 }
 
 int tf_reject(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                    size_t nkw, tv *out)
+              size_t nkw, tv *out)
 {
     return no_kwargs(rt, "reject", nkw) < 0 ? -1 : select_reject(rt, in, args, nargs, out, false, false);
 }
 
 int tf_selectattr(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                        size_t nkw, tv *out)
+                  size_t nkw, tv *out)
 {
     return no_kwargs(rt, "selectattr", nkw) < 0 ? -1 : select_reject(rt, in, args, nargs, out, true, true);
 }
 
 int tf_rejectattr(tpl_rt *rt, tv in, const tv *args, size_t nargs, const tpl_kwarg *kw,
-                        size_t nkw, tv *out)
+                  size_t nkw, tv *out)
 {
     return no_kwargs(rt, "rejectattr", nkw) < 0 ? -1 : select_reject(rt, in, args, nargs, out, false, true);
 }
