@@ -19,6 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The example's source folder (CMake defines it), where its templates are;
+ * built elsewhere (e.g. against an installed Carafe), the working directory. */
+#ifndef CF_EXAMPLE_DIR
+#define CF_EXAMPLE_DIR "."
+#endif
+
 static void plaintext(cf_req *rq) { cf_text(rq, 200, "Hello, World!"); }
 
 static void json(cf_req *rq) { cf_json(rq, 200, "{s:s}", "message", "Hello, World!"); }
@@ -138,8 +144,10 @@ static json_t *fortune(int64_t id, const char *message)
 static void fortunes(cf_req *rq)
 {
     cf_rows *rows = cf_db_query(rq, "SELECT id, message FROM fortune");
-    if (!rows)
-        return cf_abort(rq, 500);
+    if (!rows) {
+        cf_abort(rq, 500);
+        return;
+    }
     size_t n = cf_rows_count(rows) + 1, i = 0;
     json_t **list = cf_alloc(rq, n * sizeof *list);
     /* json_pack would cost more than the render (it parses its format) */

@@ -15,8 +15,10 @@ static void load_logged_in_user(cf_req *rq)
     if (json_is_integer(id)) {
         cf_rows *row = cf_db_query(rq, "SELECT * FROM user WHERE id = $1",
                                    cf_v_int(json_integer_value(id)));
-        if (!row)
-            return cf_abort(rq, 500);
+        if (!row) {
+            cf_abort(rq, 500);
+            return;
+        }
         if (cf_rows_next(row)) {
             json_decref(user);
             user = cf_row_object(row);
@@ -32,8 +34,10 @@ int64_t flaskr_user_id(cf_req *rq)
 
 void login_required(cf_req *rq)
 {
-    if (flaskr_user_id(rq) == 0)
-        return cf_redirect(rq, 302, cf_url_for(rq, "auth.login", NULL));
+    if (flaskr_user_id(rq) == 0) {
+        cf_redirect(rq, 302, cf_url_for(rq, "auth.login", NULL));
+        return;
+    }
     cf_next(rq);
 }
 
@@ -49,17 +53,23 @@ static void register_view(cf_req *rq)
             error = "Password is required.";
         if (!error) {
             char *hash = cf_password_hash(rq, password);
-            if (!hash)
-                return cf_abort(rq, 500);
+            if (!hash) {
+                cf_abort(rq, 500);
+                return;
+            }
             /* The unique username decides, as the tutorial's IntegrityError. */
             cf_rows *r = cf_db_query(rq,
                                      "INSERT INTO user (username, password) VALUES ($1, $2)"
                                      " ON CONFLICT (username) DO NOTHING",
                                      cf_v_text(username), cf_v_text(hash));
-            if (!r)
-                return cf_abort(rq, 500);
-            if (cf_rows_affected(r) == 1)
-                return cf_redirect(rq, 302, cf_url_for(rq, "auth.login", NULL));
+            if (!r) {
+                cf_abort(rq, 500);
+                return;
+            }
+            if (cf_rows_affected(r) == 1) {
+                cf_redirect(rq, 302, cf_url_for(rq, "auth.login", NULL));
+                return;
+            }
             error = cf_sprintf(rq, "User %s is already registered.", username);
         }
         cf_flash(rq, NULL, error);
@@ -74,8 +84,10 @@ static void login_view(cf_req *rq)
         const char *password = cf_form(rq, "password");
         cf_rows *user = cf_db_query(rq, "SELECT * FROM user WHERE username = $1",
                                     cf_v_text(username ? username : ""));
-        if (!user)
-            return cf_abort(rq, 500);
+        if (!user) {
+            cf_abort(rq, 500);
+            return;
+        }
         const char *error = NULL;
         if (!cf_rows_next(user))
             error = "Incorrect username.";
@@ -86,7 +98,8 @@ static void login_view(cf_req *rq)
             /* a new session holding only the user id */
             cf_session_clear(rq);
             cf_session_set(rq, "user_id", json_integer(cf_row_int(user, (size_t)cf_rows_index(user, "id"))));
-            return cf_redirect(rq, 302, cf_url_for(rq, "blog.index", NULL));
+            cf_redirect(rq, 302, cf_url_for(rq, "blog.index", NULL));
+            return;
         }
         cf_flash(rq, NULL, error);
     }

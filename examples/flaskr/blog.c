@@ -14,8 +14,10 @@
 static void index_view(cf_req *rq)
 {
     cf_rows *posts = cf_db_query(rq, POST_COLUMNS " ORDER BY created DESC");
-    if (!posts)
-        return cf_abort(rq, 500);
+    if (!posts) {
+        cf_abort(rq, 500);
+        return;
+    }
     cf_render(rq, 200, "blog/index.html", json_pack("{s:o}", "posts", cf_rows_json(posts)));
 }
 
@@ -63,9 +65,12 @@ static void create_view(cf_req *rq)
     const char *title, *body;
     if (strcmp(cf_method(rq), "POST") == 0 && read_post_form(rq, &title, &body)) {
         if (!cf_db_query(rq, "INSERT INTO post (title, body, author_id) VALUES ($1, $2, $3)",
-                         cf_v_text(title), cf_v_text(body), cf_v_int(flaskr_user_id(rq))))
-            return cf_abort(rq, 500);
-        return cf_redirect(rq, 302, cf_url_for(rq, "blog.index", NULL));
+                         cf_v_text(title), cf_v_text(body), cf_v_int(flaskr_user_id(rq)))) {
+            cf_abort(rq, 500);
+            return;
+        }
+        cf_redirect(rq, 302, cf_url_for(rq, "blog.index", NULL));
+        return;
     }
     cf_render(rq, 200, "blog/create.html", NULL);
 }
@@ -79,9 +84,12 @@ static void update_view(cf_req *rq)
     if (strcmp(cf_method(rq), "POST") == 0 && read_post_form(rq, &title, &body)) {
         json_decref(post);
         if (!cf_db_query(rq, "UPDATE post SET title = $1, body = $2 WHERE id = $3",
-                         cf_v_text(title), cf_v_text(body), cf_v_int(cf_param_int(rq, "id"))))
-            return cf_abort(rq, 500);
-        return cf_redirect(rq, 302, cf_url_for(rq, "blog.index", NULL));
+                         cf_v_text(title), cf_v_text(body), cf_v_int(cf_param_int(rq, "id")))) {
+            cf_abort(rq, 500);
+            return;
+        }
+        cf_redirect(rq, 302, cf_url_for(rq, "blog.index", NULL));
+        return;
     }
     cf_render(rq, 200, "blog/update.html", json_pack("{s:o}", "post", post));
 }
@@ -92,8 +100,10 @@ static void delete_view(cf_req *rq)
     if (!post)
         return;
     json_decref(post);
-    if (!cf_db_query(rq, "DELETE FROM post WHERE id = $1", cf_v_int(cf_param_int(rq, "id"))))
-        return cf_abort(rq, 500);
+    if (!cf_db_query(rq, "DELETE FROM post WHERE id = $1", cf_v_int(cf_param_int(rq, "id")))) {
+        cf_abort(rq, 500);
+        return;
+    }
     cf_redirect(rq, 302, cf_url_for(rq, "blog.index", NULL));
 }
 

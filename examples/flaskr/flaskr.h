@@ -8,6 +8,12 @@
 
 #include <carafe.h>
 
+/* The example's source folder (CMake defines it), where its templates are;
+ * built elsewhere (e.g. against an installed Carafe), the working directory. */
+#ifndef CF_EXAMPLE_DIR
+#define CF_EXAMPLE_DIR "."
+#endif
+
 /* auth.c: the /auth group and the before-request hook that loads g.user. */
 void flaskr_auth_init(cf_app *app);
 /* Middleware for views that need a logged-in user: a redirect to the login

@@ -20,23 +20,23 @@
 #define TPL_RANGE_ITEM_STEPS 4      /* a range() item costs as much (JSON memory) */
 #define TPL_MAX_STEPS 10000000u     /* loop iterations and calls per render */
 #define TPL_MAX_RANGE 100000        /* items range() makes */
-/* Stack one render may use below its entry: the server runs it on 64 KiB
- * coroutine stacks, and sanitizers make frames several times larger. */
+/* Stack use of a render. On a coroutine (the server's 64 KiB stacks) a
+ * render stops recursing while TPL_STACK_RESERVE bytes are still free, for
+ * the frames that report its error; on a thread's own stack (carafe-render,
+ * threaded routes) it may use TPL_STACK_BUDGET. Sanitizers make frames
+ * several times larger. */
 #if defined(__SANITIZE_ADDRESS__)
-#define TPL_STACK_BUDGET (400u << 10)
+#define TPL_SANITIZED 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
+#define TPL_SANITIZED 1
+#endif
+#endif
+#ifdef TPL_SANITIZED
 #define TPL_STACK_BUDGET (400u << 10)
-#endif
-#endif
-#ifndef TPL_STACK_BUDGET
-#define TPL_STACK_BUDGET (40u << 10)
-#endif
-/* Stack a render leaves free on a coroutine, for the frames that report
- * its error (larger under sanitizers). */
-#if TPL_STACK_BUDGET > (40u << 10)
 #define TPL_STACK_RESERVE (32u << 10)
 #else
+#define TPL_STACK_BUDGET (256u << 10)
 #define TPL_STACK_RESERVE (12u << 10)
 #endif
 

@@ -30,12 +30,22 @@ def all_css(css):
     return driver.find_elements(By.CSS_SELECTOR, css)
 
 
+def click(el):
+    """Click and wait for the page it leads to (the POSTs hash passwords on
+    the thread pool: on a busy machine the next page takes a while)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support import expected_conditions as EC
+    old = by_css("html")
+    el.click()
+    WebDriverWait(driver, 20).until(EC.staleness_of(old))
+
+
 def fill_and_submit(fields, submit="input[type=submit]"):
     for name, value in fields.items():
         el = by_css(f"[name={name}]")
         el.clear()
         el.send_keys(value)
-    by_css(submit).click()
+    click(by_css(submit))
 
 
 def flashes():
@@ -48,7 +58,7 @@ def path():
 
 def t_register():
     driver.get(srv.url("/"))
-    by_css("nav a[href='/auth/register']").click()
+    click(by_css("nav a[href='/auth/register']"))
     eq(path(), "/auth/register", "the Register link")
     fill_and_submit({"username": "ada", "password": "lovelace"})
     eq(path(), "/auth/login", "after registering")
@@ -73,7 +83,7 @@ def t_login():
 
 
 def t_write_post():
-    by_css("a[href='/create']").click()
+    click(by_css("a[href='/create']"))
     fill_and_submit({"title": "<b>Notes</b> & more", "body": "first line\nsecond line"})
     eq(path(), "/", "back on the index")
     eq(by_css("article h1").text, "<b>Notes</b> & more", "the title as text, not markup")
@@ -84,7 +94,7 @@ def t_write_post():
 
 
 def t_edit_post():
-    by_css("article a.action").click()
+    click(by_css("article a.action"))
     check(path().endswith("/update"), f"edit page {path()}")
     eq(by_css("[name=title]").get_attribute("value"), "<b>Notes</b> & more", "form prefilled")
     fill_and_submit({"title": "Edited"})
@@ -92,16 +102,20 @@ def t_edit_post():
 
 
 def t_delete_post():
-    by_css("article a.action").click()
+    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support import expected_conditions as EC
+    click(by_css("article a.action"))
+    old = by_css("html")
     by_css("input.danger").click()
     driver.switch_to.alert.accept()  # "Are you sure?"
+    WebDriverWait(driver, 20).until(EC.staleness_of(old))
     eq(path(), "/", "after deleting")
     eq(all_css("article"), [], "no posts")
     eq(by_css(".empty").text, "No posts yet.", "empty index")
 
 
 def t_logout():
-    by_css("nav a[href='/auth/logout']").click()
+    click(by_css("nav a[href='/auth/logout']"))
     check(by_css("nav a[href='/auth/login']").text == "Log In", "logged out")
 
 
