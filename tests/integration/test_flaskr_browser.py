@@ -30,14 +30,23 @@ def all_css(css):
     return driver.find_elements(By.CSS_SELECTOR, css)
 
 
+def mark_page():
+    driver.execute_script("window.cfOldPage = true")
+
+
+def wait_new_page():
+    """Until the page marked by mark_page was replaced by a loaded one (the
+    POSTs hash passwords on the thread pool: on a busy machine the next
+    page takes a while)."""
+    H.wait_until(lambda: driver.execute_script(
+        "return window.cfOldPage === undefined && document.readyState === 'complete'"),
+        20, interval=0.05, what="the next page")
+
+
 def click(el):
-    """Click and wait for the page it leads to (the POSTs hash passwords on
-    the thread pool: on a busy machine the next page takes a while)."""
-    from selenium.webdriver.support.ui import WebDriverWait
-    from selenium.webdriver.support import expected_conditions as EC
-    old = by_css("html")
+    mark_page()
     el.click()
-    WebDriverWait(driver, 20).until(EC.staleness_of(old))
+    wait_new_page()
 
 
 def fill_and_submit(fields, submit="input[type=submit]"):
@@ -102,13 +111,11 @@ def t_edit_post():
 
 
 def t_delete_post():
-    from selenium.webdriver.support.ui import WebDriverWait
-    from selenium.webdriver.support import expected_conditions as EC
     click(by_css("article a.action"))
-    old = by_css("html")
+    mark_page()
     by_css("input.danger").click()
     driver.switch_to.alert.accept()  # "Are you sure?"
-    WebDriverWait(driver, 20).until(EC.staleness_of(old))
+    wait_new_page()
     eq(path(), "/", "after deleting")
     eq(all_css("article"), [], "no posts")
     eq(by_css(".empty").text, "No posts yet.", "empty index")
