@@ -103,17 +103,7 @@ static int json_put(tpl_rt *rt, tpl_buf *b, tv v, const char *indent, size_t il,
             tpl_buf_puts(b, "{}");
             return 0;
         }
-        const char **keys = tpl_alloc(rt, n * sizeof *keys);
-        const char *k;
-        json_t *e;
-        json_object_foreach(v.json, k, e) keys[i++] = k;
-        /* sort_keys=True: code point order is UTF-8 byte order */
-        for (size_t a = 1; a < n; a++)
-            for (size_t c = a; c > 0 && strcmp(keys[c - 1], keys[c]) > 0; c--) {
-                const char *x = keys[c];
-                keys[c] = keys[c - 1];
-                keys[c - 1] = x;
-            }
+        const char **keys = tu_sorted_keys(rt, v.json, &n); /* sort_keys=True */
         tpl_buf_putc(b, '{');
         for (i = 0; i < n; i++) {
             if (i)

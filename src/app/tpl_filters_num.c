@@ -505,17 +505,8 @@ static int pp(tpl_rt *rt, tpl_buf *b, tv v, int depth)
         return 0;
     }
     if (v.kind == TV_OBJECT) {
-        size_t n = json_object_size(v.json), i = 0;
-        const char **keys = tpl_alloc(rt, (n ? n : 1) * sizeof *keys);
-        const char *k;
-        json_t *e;
-        json_object_foreach(v.json, k, e) keys[i++] = k;
-        for (size_t a = 1; a < n; a++)
-            for (size_t c = a; c > 0 && strcmp(keys[c - 1], keys[c]) > 0; c--) {
-                const char *t = keys[c];
-                keys[c] = keys[c - 1];
-                keys[c - 1] = t;
-            }
+        size_t n, i;
+        const char **keys = tu_sorted_keys(rt, v.json, &n);
         tpl_buf_putc(b, '{');
         for (i = 0; i < n; i++) {
             if (i)
@@ -669,17 +660,8 @@ static void pf(tpl_rt *rt, tpl_buf *b, tv v, int64_t indent, int64_t allowance, 
         tpl_buf_puts(b, end);
         return;
     }
-    size_t n = json_object_size(v.json), i = 0;
-    const char **keys = tpl_alloc(rt, (n ? n : 1) * sizeof *keys);
-    const char *k;
-    json_t *e;
-    json_object_foreach(v.json, k, e) keys[i++] = k;
-    for (size_t a = 1; a < n; a++)
-        for (size_t c = a; c > 0 && strcmp(keys[c - 1], keys[c]) > 0; c--) {
-            const char *t = keys[c];
-            keys[c] = keys[c - 1];
-            keys[c - 1] = t;
-        }
+    size_t n, i;
+    const char **keys = tu_sorted_keys(rt, v.json, &n);
     tpl_buf_putc(b, '{');
     int64_t ind = indent + 1;
     for (i = 0; i < n; i++) {

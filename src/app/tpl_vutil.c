@@ -5,6 +5,7 @@
  */
 #include "app/tpl_vutil.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- UTF-8 ------------------------------------------------------------------ */
@@ -153,3 +154,19 @@ int tu_int_arg(tpl_rt *rt, tv v, const char *what, int64_t *out)
     return tpl_error(rt, "%s: an integer is required, not '%s'", what, tu_type_name(v));
 }
 
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+const char **tu_sorted_keys(tpl_rt *rt, json_t *obj, size_t *n)
+{
+    *n = json_object_size(obj);
+    const char **keys = tpl_alloc(rt, (*n ? *n : 1) * sizeof *keys);
+    size_t i = 0;
+    const char *k;
+    json_t *e;
+    json_object_foreach(obj, k, e) keys[i++] = k;
+    qsort(keys, *n, sizeof *keys, cmp_key);
+    return keys;
+}

@@ -125,6 +125,10 @@ tv tu_escaped(tpl_rt *rt, tv s);
     if (tu_check_params(rt, &fa, params_) < 0)                                                \
         return -1
 
+/* The keys of a JSON object in code point order (UTF-8 byte order), as
+ * Python's sort_keys and pprint sort them; in the render's arena. */
+const char **tu_sorted_keys(tpl_rt *rt, json_t *obj, size_t *n);
+
 /* bool and int as int64 (callers checked tu_is_num and not float). */
 static inline int64_t tu_as_i(tv v) { return v.kind == TV_BOOL ? (int64_t)v.b : v.i; }
 static inline double tu_as_f(tv v) { return v.kind == TV_FLOAT ? v.f : (double)tu_as_i(v); }
