@@ -1060,11 +1060,15 @@ typedef enum cf_db_option {
                             * (the -wal file) longer than this checkpoints it
                             * and truncates it, default 16 MiB (at least
                             * 64 KiB); see the guide for the bound it keeps */
+    CF_DB_LOOP_READ_STEPS, /* SQLite: a read outside a transaction runs on the
+                            * worker's loop thread for up to this many VM
+                            * steps, then again on the thread pool; default
+                            * 20000 (0: every statement on the pool) */
 } cf_db_option;
 int cf_db_set(cf_app *app, cf_db_option option, int64_t value);
 
 /* Run one statement with parameters; suspends (a pool-thread hop on
- * SQLite, a round trip on PostgreSQL). NULL on failure, with the code in
+ * SQLite unless a short read ran on the loop, a round trip on PostgreSQL). NULL on failure, with the code in
  * cf_db_error(rq) and the message in cf_errmsg(rq). The rows belong to the
  * request. Not available in threaded routes (NULL, CF_EPERM). */
 cf_rows *cf_db_query_n(cf_req *rq, const char *sql, const cf_value *params, size_t n);

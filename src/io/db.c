@@ -57,6 +57,7 @@ static cf_db *db_config(cf_app *app)
         db->busy_timeout_ms = 5000;
         db->stmt_cache = 64;
         db->wal_limit = 16 << 20;
+        db->loop_read_steps = 20000;
         if (cf_app_attach_service(app, &cf__db_service, db) != 0)
             cf_setup_fail("too many I/O modules attached to the app");
     }
@@ -153,6 +154,11 @@ int cf_db_set(cf_app *app, cf_db_option option, int64_t value)
         if (value < (1 << 16))
             return CF_EINVAL;
         db->wal_limit = value;
+        return 0;
+    case CF_DB_LOOP_READ_STEPS:
+        if (value > INT32_MAX)
+            return CF_EINVAL;
+        db->loop_read_steps = value;
         return 0;
     }
     return CF_EINVAL;

@@ -32,6 +32,7 @@ typedef struct cf_db {
     uint64_t uid;        /* unique in the process; keys per-thread and per-loop state */
     char *display;       /* the URL with any password masked, for messages */
     int64_t pool_size, connect_timeout_ms, busy_timeout_ms, stmt_cache, wal_limit;
+    int64_t loop_read_steps; /* CF_DB_LOOP_READ_STEPS (SQLite reads on the loop) */
     void *be;            /* backend state */
     bool url_unset;      /* cf_db_open(app, NULL) without DATABASE_URL: fails at start */
     bool ready;          /* prepared: connected, scripts run */

@@ -1,6 +1,9 @@
 /*
- * db_sqlite.c — the SQLite backend. Statements cf__sq_run on libuv's thread pool,
- * never on the loop thread; the loop only queues them and collects results.
+ * db_sqlite.c — the SQLite backend. Statements cf__sq_run on libuv's thread pool;
+ * the loop queues them and collects results. The exception is a read outside
+ * a transaction: it is tried on the loop thread first, within a budget of
+ * VM steps (CF_DB_LOOP_READ_STEPS), and goes to the pool when it is not a
+ * read, outruns the budget or meets a lock (cf__sq_try_on_loop).
  *
  * Connections. A file database has one connection per pool thread for
  * statements outside transactions, kept in thread-local storage and opened
@@ -371,6 +374,10 @@ static void sq_start(cf_dbq *q)
         op->conn = ctx->txconn;
     }
     if (!op->lane) {
+        if (op->solo && ctx->db->loop_read_steps > 0 && cf__sq_try_on_loop(op)) {
+            op_done(op, op->err, op->msg);
+            return;
+        }
         if (!queue_work(op))
             op_done(op, CF_ENOMEM, "cannot queue work on the thread pool");
         return;

@@ -67,6 +67,9 @@ typedef struct sq_op {
     bool busy;        /* the last attempt found the database locked */
     bool may_retry;   /* this attempt may be retried if it finds it locked */
     bool backing_off; /* waiting on `retry` to cf__sq_run again */
+    bool on_loop;     /* running on the loop thread (cf__sq_try_on_loop) */
+    bool not_read;    /* on the loop: not a read, so it goes to the pool */
+    bool over_budget; /* on the loop: it ran past CF_DB_LOOP_READ_STEPS */
     unsigned attempts;
     uint64_t deadline_ms; /* give up on a lock then (CF_DB_BUSY_TIMEOUT) */
     cf_timer retry;
@@ -84,6 +87,10 @@ int cf__sq_conn_open(sq_db *s, sq_conn *c, char *msg, size_t cap);
 sq_conn *cf__sq_tls_conn(sq_db *s, uint64_t uid);
 void cf__sq_run(sq_op *op, sq_conn *c, const char *sql, const cf_value *params, size_t n);
 void cf__sq_sq_work(uv_work_t *w);
+/* Run a read outside any transaction on the loop thread's own connection:
+ * true if it ran there (done, with its outcome in op), false if it must go
+ * to the pool (not a read, over its step budget, locked, no connection). */
+bool cf__sq_try_on_loop(sq_op *op);
 /* How long a pool thread waits for a lock itself (sqlite3_busy_timeout). */
 int cf__sq_spin_ms(const sq_db *s);
 /* A new connection: watch the log's length (its WAL hook) and limit it

@@ -224,6 +224,11 @@ void cf__sq_run(sq_op *op, sq_conn *c, const char *sql, const cf_value *params, 
     sqlite3 *h = c->h;
     sqlite3_stmt *st = e->st;
     cf_rows *r = NULL;
+    if (op->on_loop && !(sqlite3_stmt_readonly(st) && sqlite3_column_count(st) > 0)) {
+        /* BEGIN, ATTACH and the like are "read-only" too, but have no rows. */
+        op->not_read = true;
+        goto out;
+    }
     if ((size_t)e->maxp != n) {
         char m[200];
         snprintf(m, sizeof m, "the statement uses %d parameter(s) ($1..$%d) but %zu were given",
@@ -285,7 +290,46 @@ out:
 static int on_progress(void *p)
 {
     sq_op *op = p;
+    if (op->on_loop) { /* called once the budget of steps is spent */
+        op->over_budget = true;
+        return 1;
+    }
     return atomic_load_explicit(&op->stop, memory_order_relaxed);
+}
+
+static void clear_outcome(sq_op *op)
+{
+    op->busy = false;
+    op->err = 0;
+    op->msg = NULL;
+    op->q.rows = NULL;
+}
+
+bool cf__sq_try_on_loop(sq_op *op)
+{
+    sq_conn *c = cf__sq_tls_conn(op->s, op->uid);
+    if (!c)
+        return false;
+    if (!c->h) {
+        char m[512];
+        if (cf__sq_conn_open(op->s, c, m, sizeof m) != 0)
+            return false; /* the pool tries again and reports it */
+        sqlite3_busy_timeout(c->h, 0); /* locked: the pool waits, not the loop */
+    }
+    clear_outcome(op);
+    op->on_loop = true;
+    op->not_read = op->over_budget = false;
+    sqlite3_progress_handler(c->h, (int)op->s->db->loop_read_steps, on_progress, op);
+    cf__sq_run(op, c, op->q.sql, op->q.params, op->q.n);
+    sqlite3_progress_handler(c->h, 0, NULL, NULL);
+    op->on_loop = false;
+    if (!op->not_read && !op->over_budget && !op->busy)
+        return true;
+    /* Start over on the pool, from an empty result. */
+    clear_outcome(op);
+    op->cells_cap = 0;
+    cf_arena_reset(&op->priv);
+    return false;
 }
 
 void cf__sq_sq_work(uv_work_t *w)
